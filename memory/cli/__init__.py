@@ -1,0 +1,143 @@
+"""The ``testmem`` command line: thin commands over the library.
+
+Each command opens the store, calls one library function and formats the
+result. Library errors become one clear line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from memory.errors import TestmemError
+from memory.store import ENV_DIR, Store, resolve_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"testmem: error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Turns library errors into clean CLI errors, never tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TestmemError as exc:
+            raise CliError(str(exc)) from exc
+        except OSError as exc:
+            raise CliError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--dir",
+    "store_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"Store directory [${ENV_DIR}; data/].",
+)
+@click.version_option(package_name="testmem")
+@click.pass_context
+def cli(ctx: click.Context, store_dir: Path | None) -> None:
+    """testmem: the memory of your API test suite.
+
+    Record with `pytest --memory`, then ask the memory questions.
+
+    Example: testmem runs --json
+    """
+    ctx.obj = resolve_dir(store_dir)
+
+
+def open_store(must_exist: bool = True) -> Store:
+    return Store.open(click.get_current_context().find_root().obj, must_exist=must_exist)
+
+
+def output_options(f: F) -> F:
+    """--format table|json|csv, and --json as its shorthand."""
+    f = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(f)
+
+
+def emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, as_json: bool) -> None:
+    """Print rows as an aligned table, JSON (a list of objects) or CSV."""
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        click.echo(json.dumps(records, default=_jsonable, ensure_ascii=False, indent=2))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([[_cell(v, 10**9) for v in row] for row in rows])
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        click.echo(table(columns, rows))
+
+
+def emit_object(obj: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, default=_jsonable, ensure_ascii=False, indent=2))
+    else:
+        width = max((len(k) for k in obj), default=0)
+        for key, value in obj.items():
+            click.echo(f"{key:<{width}}  {_cell(value, 200)}")
+
+
+def table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int = 60) -> str:
+    if not rows:
+        return "(no rows)"
+    cells = [[_cell(v, max_width) for v in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [line.format(*columns), line.format(*("─" * w for w in widths))]
+    out += [line.format(*r).rstrip() for r in cells]
+    return "\n".join(out)
+
+
+def _cell(value: Any, max_width: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        text = value.strftime("%Y-%m-%d %H:%M:%S")
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    text = text.replace("\n", " ⏎ ")
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="testmem")
+    except BrokenPipeError:  # `testmem runs | head`
+        sys.stderr.close()
+
+
+from memory.cli import log  # noqa: E402,F401  (registers the commands)

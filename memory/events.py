@@ -1,0 +1,345 @@
+"""The event schema: every fact testmem remembers, and how it maps to a row.
+
+This module owns the schema. Events are immutable dataclasses with a common
+envelope; `to_row` / `from_row` map them to the flat rows of the log, whose
+Arrow schema is declared here explicitly (never inferred). Schema changes are
+additive: add a nullable column, never rename or retype one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SCHEMA_VERSION = 1
+PRODUCER = "testmem/0.1"
+DEFAULT_CAP = 64 * 1024
+
+
+def uuid7() -> str:
+    """A time-ordered UUIDv7 (RFC 9562): 48 bits of Unix ms, then randomness."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & (2**62 - 1))
+    return str(uuid.UUID(int=value))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """A capped text value that remembers the size and sha256 of the whole.
+
+    Binary or non-UTF-8 content is kept as base64 (``encoding="base64"``) so
+    any bytes survive the round trip through a string column.
+    """
+
+    text: str | None
+    size: int = 0
+    sha256: str | None = None
+    encoding: str = "utf-8"
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, value: bytes | str | None, cap: int = DEFAULT_CAP) -> Blob:
+        if value is None:
+            return cls(None)
+        raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        digest = hashlib.sha256(raw).hexdigest()
+        head = raw[:cap]
+        try:
+            text, encoding = head.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError as exc:
+            if len(raw) > cap and exc.start >= cap - 3:  # a character cut by the cap
+                text, encoding = head[: exc.start].decode("utf-8"), "utf-8"
+            else:
+                import base64
+
+                text, encoding = base64.b64encode(head).decode("ascii"), "base64"
+        return cls(text, len(raw), digest, encoding, len(raw) > cap)
+
+
+# Column declarations: (name, arrow type). Blob fields expand to five columns.
+_BLOB_SUFFIXES = (
+    ("", "string"),
+    ("_size", "int64"),
+    ("_sha256", "string"),
+    ("_encoding", "string"),
+    ("_truncated", "bool"),
+)
+_ENVELOPE = (
+    ("event_id", "string"),
+    ("type", "string"),
+    ("occurred_at", "timestamp"),
+    ("run_id", "string"),
+    ("schema_version", "int16"),
+    ("producer", "string"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """The envelope every event shares."""
+
+    TYPE: ClassVar[str] = "Event"
+    run_id: str
+    event_id: str = field(default_factory=uuid7)
+    occurred_at: datetime = field(default_factory=utcnow)
+    schema_version: int = SCHEMA_VERSION
+    producer: str = PRODUCER
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(Event):
+    TYPE: ClassVar[str] = "RunStarted"
+    build: str = ""
+    branch: str = ""
+    host: str = ""
+    rootdir: str = ""
+    python_version: str = ""
+    pytest_version: str = ""
+    args: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestFinished(Event):
+    __test__ = False
+    TYPE: ClassVar[str] = "TestFinished"
+    nodeid: str
+    file: str = ""
+    function: str = ""
+    params: str | None = None  # JSON object of parameter ids
+    markers: list[str] = field(default_factory=list)
+    outcome: str = "passed"  # passed|failed|error|skipped|xfailed|xpassed
+    phase: str = "call"  # the phase that decided the outcome
+    duration_s: float = 0.0
+    attempt: int = 1
+    worker: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpExchanged(Event):
+    TYPE: ClassVar[str] = "HttpExchanged"
+    exchange_id: str
+    nodeid: str | None = None
+    phase: str | None = None
+    attempt: int = 1
+    method: str = "GET"
+    url: str = ""
+    route: str = ""
+    status: int | None = None
+    request_headers: str = "{}"  # JSON object, redacted
+    request_body: Blob = Blob(None)
+    response_headers: str = "{}"
+    response_body: Blob = Blob(None)
+    duration_s: float = 0.0
+    error: str | None = None  # transport error, e.g. "ConnectTimeout: ..."
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailureObserved(Event):
+    TYPE: ClassVar[str] = "FailureObserved"
+    failure_id: str
+    nodeid: str
+    phase: str = "call"
+    attempt: int = 1
+    exception_type: str = ""
+    message: str = ""
+    assertion: str | None = None
+    crash_path: str | None = None
+    crash_line: int | None = None
+    traceback: Blob = Blob(None)
+    exchange_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(Event):
+    TYPE: ClassVar[str] = "RunFinished"
+    exit_status: int = 0
+    duration_s: float = 0.0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    xfailed: int = 0
+    xpassed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fact(Event):
+    """What the memory concluded or was told: ``FailureLinked``, ``DecisionMade``,
+    ``RetryAttempted``, ``HealProposed``, ``DefectFiled``, ``IncidentLabelled``...
+
+    One class serves all of them: ``type`` names the event, the columns every
+    such event is looked up by are typed, and the rest of its payload is a
+    JSON object in ``detail`` (DuckDB reads it with ``detail->>'$.key'``).
+    """
+
+    TYPE: ClassVar[str] = "Fact"
+    type: str
+    nodeid: str | None = None
+    failure_id: str | None = None
+    incident_id: str | None = None
+    signature: str | None = None
+    detail: str = "{}"
+
+    @classmethod
+    def of(cls, type: str, run_id: str = "", **detail: Any) -> Fact:
+        """A fact whose typed columns are taken out of ``detail`` when present."""
+        typed = {
+            k: detail.pop(k)
+            for k in ("nodeid", "failure_id", "incident_id", "signature")
+            if k in detail
+        }
+        return cls(
+            type=type,
+            run_id=run_id,
+            **typed,
+            detail=json.dumps(detail, default=str, ensure_ascii=False),
+        )
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(json.loads(self.detail))
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls for cls in (RunStarted, TestFinished, HttpExchanged, FailureObserved, RunFinished)
+}
+
+_FIELD_TYPES = {
+    "build": "string",
+    "branch": "string",
+    "host": "string",
+    "rootdir": "string",
+    "python_version": "string",
+    "pytest_version": "string",
+    "args": "list<string>",
+    "nodeid": "string",
+    "file": "string",
+    "function": "string",
+    "params": "string",
+    "markers": "list<string>",
+    "outcome": "string",
+    "phase": "string",
+    "duration_s": "float64",
+    "attempt": "int16",
+    "worker": "string",
+    "exchange_id": "string",
+    "method": "string",
+    "url": "string",
+    "route": "string",
+    "status": "int16",
+    "request_headers": "string",
+    "request_body": "blob",
+    "response_headers": "string",
+    "response_body": "blob",
+    "error": "string",
+    "failure_id": "string",
+    "exception_type": "string",
+    "message": "string",
+    "assertion": "string",
+    "crash_path": "string",
+    "crash_line": "int32",
+    "traceback": "blob",
+    "exchange_ids": "list<string>",
+    "exit_status": "int16",
+    "passed": "int32",
+    "failed": "int32",
+    "errors": "int32",
+    "skipped": "int32",
+    "xfailed": "int32",
+    "xpassed": "int32",
+    "incident_id": "string",
+    "signature": "string",
+    "detail": "string",
+}
+
+
+def _columns() -> list[tuple[str, str]]:
+    columns = list(_ENVELOPE)
+    for name, kind in _FIELD_TYPES.items():
+        if kind == "blob":
+            columns += [(name + suffix, t) for suffix, t in _BLOB_SUFFIXES]
+        else:
+            columns.append((name, kind))
+    return [*columns, ("day", "string")]
+
+
+COLUMNS: list[tuple[str, str]] = _columns()
+BLOB_FIELDS = frozenset(name for name, kind in _FIELD_TYPES.items() if kind == "blob")
+
+
+@cache
+def arrow_schema() -> pa.Schema:
+    """The log's Arrow schema (pyarrow is imported only when a batch is written)."""
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "int16": pa.int16(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "list<string>": pa.list_(pa.string()),
+    }
+    return pa.schema([pa.field(name, types[kind]) for name, kind in COLUMNS])
+
+
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    if cls not in _FIELD_NAMES:
+        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return _FIELD_NAMES[cls]
+
+
+def to_row(event: Event) -> dict[str, Any]:
+    """Flatten an event to a row of the log (blobs become five columns)."""
+    row: dict[str, Any] = {"type": event.TYPE}
+    for name in _field_names(type(event)):
+        value = getattr(event, name)
+        if isinstance(value, Blob):
+            row[name] = value.text
+            row[name + "_size"] = value.size
+            row[name + "_sha256"] = value.sha256
+            row[name + "_encoding"] = value.encoding
+            row[name + "_truncated"] = value.truncated
+        else:
+            row[name] = value
+    row["day"] = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d")
+    return row
+
+
+def from_row(row: dict[str, Any]) -> Event:
+    """Rebuild an event from a row of the log; unknown types come back as `Fact`."""
+    cls = EVENT_TYPES.get(row["type"], Fact)
+    values: dict[str, Any] = {}
+    for name in _field_names(cls):
+        if name in BLOB_FIELDS:
+            values[name] = Blob(
+                row.get(name),
+                row.get(name + "_size") or 0,
+                row.get(name + "_sha256"),
+                row.get(name + "_encoding") or "utf-8",
+                bool(row.get(name + "_truncated")),
+            )
+        elif row.get(name) is not None:
+            values[name] = row[name]
+    return cls(**values)

@@ -1,0 +1,206 @@
+"""The event log: a Delta Lake table of zstd Parquet files under ``DIR/events``.
+
+Each `EventLog.append` is one atomic Delta commit, so a reader sees a batch
+entirely or not at all, and several processes may append at once (Delta's
+optimistic concurrency retries conflicting commits). `EventWriter` buffers
+events and flushes them in batches by count, by age and on close.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memory.errors import StoreError, TransientStoreError
+from memory.events import Event, arrow_schema, to_row
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+PARTITION_BY = ["day"]
+_COMMIT_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    files_before: int
+    files_after: int
+    files_removed: int
+    events: int
+
+
+class EventLog:
+    """Append-only access to the Delta table of events."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return (self.path / "_delta_log").is_dir()
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Append events as one atomic commit (retried on commit conflicts)."""
+        if events:
+            self.append_table(rows_to_table([to_row(e) for e in events]))
+
+    def append_table(self, table: pa.Table) -> None:
+        from deltalake import WriterProperties, write_deltalake
+
+        properties = WriterProperties(compression="ZSTD")
+        for attempt in range(_COMMIT_ATTEMPTS):
+            try:
+                write_deltalake(
+                    str(self.path),
+                    table,
+                    mode="append",
+                    partition_by=PARTITION_BY,
+                    schema_mode="merge",
+                    writer_properties=properties,
+                )
+                return
+            except Exception as exc:  # deltalake raises several unrelated types
+                error = _translate(exc, f"cannot append to {self.path}")
+                if not error.transient or attempt == _COMMIT_ATTEMPTS - 1:
+                    raise error from exc
+                time.sleep(0.02 * 2**attempt)
+
+    def files(self) -> list[str]:
+        """The Parquet files of the current snapshot (what a reader may read)."""
+        if not self.exists():
+            return []
+        return self._table().file_uris()
+
+    def version(self) -> int | None:
+        return self._table().version() if self.exists() else None
+
+    def compact(self, vacuum_hours: float = 1.0) -> CompactionResult:
+        """Merge small files into large ones in one commit, then delete files
+        that left the snapshot more than ``vacuum_hours`` ago (readers that
+        still hold an older snapshot keep working meanwhile)."""
+        if not self.exists():
+            raise StoreError(f"no event log at {self.path}")
+        try:
+            table = self._table()
+            before = len(table.file_uris())
+            table.optimize.compact(writer_properties=_zstd())
+            table.update_incremental()
+            after = len(table.file_uris())
+            removed = table.vacuum(
+                retention_hours=int(vacuum_hours),
+                enforce_retention_duration=False,
+                dry_run=False,
+            )
+            return CompactionResult(before, after, len(removed), _count(table))
+        except Exception as exc:
+            raise _translate(exc, f"cannot compact {self.path}") from exc
+
+    def _table(self) -> Any:
+        from deltalake import DeltaTable
+
+        try:
+            return DeltaTable(str(self.path))
+        except Exception as exc:
+            raise _translate(exc, f"cannot open the event log at {self.path}") from exc
+
+
+def _zstd() -> Any:
+    from deltalake import WriterProperties
+
+    return WriterProperties(compression="ZSTD")
+
+
+def _count(table: Any) -> int:
+    actions = table.get_add_actions(flatten=True)
+    return int(sum(actions.column("num_records").to_pylist()))
+
+
+def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    """Rows to an Arrow table with the declared schema, sorted so Parquet
+    statistics let readers skip row groups by event type and test."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(list(rows), schema=arrow_schema())
+    return table.sort_by([("type", "ascending"), ("nodeid", "ascending")])
+
+
+def _translate(exc: Exception, context: str) -> StoreError:
+    """Map deltalake/OS errors to ours, marking commit conflicts transient."""
+    text = f"{type(exc).__name__}: {exc}"
+    transient = any(
+        word in text for word in ("Conflict", "conflict", "already exists", "VersionAlreadyExists")
+    )
+    cls = TransientStoreError if transient else StoreError
+    return cls(f"{context}: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
+class EventWriter:
+    """Buffers events and appends them in batches: each flush is one commit.
+
+    A flush happens when ``batch_size`` events are waiting, when the oldest
+    waiting event is ``max_age_s`` old (checked by a background timer, so a
+    slow test does not hold events back), and on `close`. A killed process
+    loses at most the batch it had not flushed. Write errors never propagate:
+    they are handed to ``on_error`` once per failure and the events counted
+    as lost, because the recorder must never break the run it observes.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        batch_size: int = 1000,
+        max_age_s: float = 2.0,
+        on_error: Callable[[StoreError, int], None] | None = None,
+    ) -> None:
+        self.log = log
+        self.batch_size = batch_size
+        self.max_age_s = max_age_s
+        self.on_error = on_error
+        self.written = 0
+        self.lost = 0
+        self._buffer: list[Event] = []
+        self._first_at = 0.0
+        self._lock = threading.Lock()  # guards the buffer
+        self._io = threading.Lock()  # serialises commits, keeps their order
+        self._closed = threading.Event()
+        self._timer = threading.Thread(target=self._tick, name="testmem-flush", daemon=True)
+        self._timer.start()
+
+    def add(self, event: Event) -> None:
+        with self._lock:
+            if not self._buffer:
+                self._first_at = time.monotonic()
+            self._buffer.append(event)
+            full = len(self._buffer) >= self.batch_size
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._io:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return
+            try:
+                self.log.append(batch)
+                self.written += len(batch)
+            except StoreError as error:
+                self.lost += len(batch)
+                if self.on_error:
+                    self.on_error(error, len(batch))
+
+    def close(self) -> None:
+        self._closed.set()
+        self._timer.join(timeout=5)
+        self.flush()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(min(0.25, self.max_age_s)):
+            with self._lock:
+                due = self._buffer and time.monotonic() - self._first_at >= self.max_age_s
+            if due:
+                self.flush()

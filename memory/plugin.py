@@ -1,0 +1,120 @@
+"""testmem's pytest plugin (entry point ``pytest11: testmem``).
+
+Hooks stay thin: options and fixtures live here, the work in `Recorder`,
+which exists only when ``--memory`` is given. Disable with ``-p no:testmem``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from memory.events import DEFAULT_CAP
+
+if TYPE_CHECKING:
+    import httpx
+
+    from memory.recorder import Recorder
+
+recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
+
+ENV_API_BASE_URL = "API_BASE_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("testmem", "testmem: remember runs, HTTP exchanges and failures")
+    group.addoption(
+        "--memory", action="store_true", default=False, help="Record this run into the store."
+    )
+    _option(parser, group, "--memory-dir", "memory_dir", "Store directory [$TESTMEM_DIR; data/].")
+    _option(parser, group, "--memory-build", "memory_build", "Build label [CI commit; git HEAD].")
+    _option(parser, group, "--api-base-url", "api_base_url", "Base URL of the API [$API_BASE_URL].")
+    _option(
+        parser,
+        group,
+        "--memory-body-cap",
+        "memory_body_cap",
+        f"Bytes kept per body [{DEFAULT_CAP}].",
+    )
+    parser.addini("memory_flush_events", "Flush after this many events [1000].", default="1000")
+    parser.addini("memory_flush_seconds", "Flush events older than this [2.0].", default="2.0")
+    parser.addini(
+        "memory_redact_headers", "Extra header names to redact.", type="linelist", default=[]
+    )
+    parser.addini(
+        "memory_redact_fields", "Extra JSON/form fields to redact.", type="linelist", default=[]
+    )
+    parser.addini(
+        "memory_redact_params", "Extra query parameters to redact.", type="linelist", default=[]
+    )
+    parser.addini("api_timeout", "Timeout in seconds of the api_client fixture [10].", default="10")
+
+
+def _option(
+    parser: pytest.Parser, group: pytest.OptionGroup, flag: str, name: str, help: str
+) -> None:
+    group.addoption(flag, dest=name, default=None, help=help)
+    parser.addini(name, help)
+
+
+def _setting(config: pytest.Config, name: str, env: str | None = None) -> str | None:
+    """Command line beats the environment, which beats the ini file."""
+    value = config.getoption(name) or (os.environ.get(env) if env else None) or config.getini(name)
+    return str(value) if value else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("memory"):
+        return
+    from memory.recorder import Recorder
+    from memory.redact import Redactor
+    from memory.store import ENV_DIR, Store, resolve_dir
+
+    cap = _setting(config, "memory_body_cap") or str(DEFAULT_CAP)
+    if not cap.isdigit() or int(cap) < 1:
+        raise pytest.UsageError(
+            f"--memory-body-cap must be a positive number of bytes, not {cap!r}"
+        )
+    redactor = Redactor.with_extra(
+        config.getini("memory_redact_headers"),
+        config.getini("memory_redact_fields"),
+        config.getini("memory_redact_params"),
+    )
+    root = resolve_dir(_setting(config, "memory_dir", ENV_DIR), base=config.rootpath)
+    recorder = Recorder(config, Store(root), redactor, int(cap))
+    config.stash[recorder_key] = recorder
+    config.pluginmanager.register(recorder, "testmem-recorder")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    recorder = config.stash.get(recorder_key, None)
+    if recorder is not None:
+        recorder.close()
+        config.pluginmanager.unregister(recorder)
+        del config.stash[recorder_key]
+
+
+@pytest.fixture(scope="session")
+def api_base_url(pytestconfig: pytest.Config) -> str:
+    """Base URL of the API under test (override this fixture to start a server)."""
+    url = _setting(pytestconfig, "api_base_url", ENV_API_BASE_URL)
+    if not url:
+        pytest.fail("no API base URL: pass --api-base-url, set ini api_base_url or $API_BASE_URL")
+    return url
+
+
+@pytest.fixture
+def api_client(api_base_url: str, pytestconfig: pytest.Config) -> Iterator[httpx.Client]:
+    """An httpx.Client for the API under test; every exchange is recorded."""
+    import httpx
+
+    from memory.transport import RecordingTransport
+
+    timeout = float(pytestconfig.getini("api_timeout") or 10)
+    with httpx.Client(
+        base_url=api_base_url, transport=RecordingTransport(), timeout=timeout
+    ) as client:
+        yield client

@@ -1,0 +1,247 @@
+"""DuckDB over the current snapshot of the event log.
+
+`History` opens an in-memory DuckDB whose views read exactly the Parquet files
+of the current Delta snapshot, so compaction running meanwhile never shows a
+reader duplicates. Views: ``events``, ``runs``, ``results``, ``exchanges``,
+``failures``, ``facts``. User SQL goes through `History.query`, which is read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from memory.errors import NotFoundError, QueryError
+from memory.events import COLUMNS
+from memory.store import Store
+
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "list<string>": "VARCHAR[]",
+}
+
+_VIEWS = {
+    "runs": """
+        SELECT s.run_id, s.occurred_at AS started_at, f.occurred_at AS finished_at,
+               s.build, s.branch, s.host, s.python_version, s.pytest_version, s.args,
+               f.exit_status, f.duration_s, f.passed, f.failed, f.errors, f.skipped,
+               f.xfailed, f.xpassed,
+               coalesce(f.passed + f.failed + f.errors + f.skipped + f.xfailed + f.xpassed, 0)
+                   AS tests
+        FROM events s LEFT JOIN events f ON f.run_id = s.run_id AND f.type = 'RunFinished'
+        WHERE s.type = 'RunStarted'""",
+    "results": """
+        SELECT run_id, occurred_at, nodeid, file, function, params, markers, outcome, phase,
+               duration_s, attempt, worker
+        FROM events WHERE type = 'TestFinished'""",
+    "exchanges": """
+        SELECT run_id, occurred_at, exchange_id, nodeid, phase, attempt, method, url, route,
+               status, request_headers, request_body, request_body_size, request_body_sha256,
+               request_body_encoding, request_body_truncated, response_headers, response_body,
+               response_body_size, response_body_sha256, response_body_encoding,
+               response_body_truncated, duration_s, error
+        FROM events WHERE type = 'HttpExchanged'""",
+    "failures": """
+        SELECT run_id, occurred_at, failure_id, nodeid, phase, attempt, exception_type,
+               message, assertion, crash_path, crash_line, traceback, traceback_size,
+               traceback_sha256, traceback_truncated, exchange_ids
+        FROM events WHERE type = 'FailureObserved'""",
+    # Everything the memory concluded or was told (links, decisions, labels...).
+    "facts": """
+        SELECT run_id, occurred_at, event_id, type, nodeid, failure_id, incident_id,
+               signature, detail
+        FROM events WHERE type NOT IN
+            ('RunStarted', 'RunFinished', 'TestFinished', 'HttpExchanged', 'FailureObserved')""",
+}
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A query result: column names and rows, ready for any output format."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+class History:
+    """Read access to a store through DuckDB."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = duckdb.connect(":memory:")
+        self.db.execute("SET threads TO 2")
+        self._create_views(store.events.files())
+
+    def _create_views(self, files: list[str]) -> None:
+        self.db.execute(f"CREATE VIEW events AS {_events_select(self.db, files)}")
+        for name, sql in _VIEWS.items():
+            self.db.execute(f"CREATE VIEW {name} AS {sql}")
+
+    def sql(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Rows:
+        """Run trusted library SQL with bound parameters."""
+        try:
+            cursor = self.db.execute(sql, params or [])
+            columns = [d[0] for d in cursor.description or []]
+            return Rows(columns, cursor.fetchall())
+        except duckdb.Error as exc:
+            raise QueryError(_first_line(exc)) from exc
+
+    def query(self, sql: str) -> Rows:
+        """Run a user's SQL: only SELECT statements, no file system access."""
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise QueryError(_first_line(exc)) from exc
+        if not statements:
+            raise QueryError("empty query")
+        if any(s.type != duckdb.StatementType.SELECT for s in statements):
+            raise QueryError("only SELECT queries are allowed (the store is read-only here)")
+        self._lock_down()
+        return self.sql(sql)
+
+    def _lock_down(self) -> None:
+        """From here on DuckDB may read only the store's files and change no setting."""
+        root = str(self.store.root.resolve()).replace("'", "''")
+        self.db.execute(f"SET allowed_directories = ['{root}']")
+        self.db.execute("SET enable_external_access = false")
+        self.db.execute("SET lock_configuration = true")
+
+    # -- library questions ---------------------------------------------------
+
+    def runs(self, limit: int = 20) -> Rows:
+        return self.sql(
+            """SELECT run_id, started_at, build, branch, tests, passed, failed, errors,
+                      skipped, round(duration_s, 2) AS duration_s, exit_status
+               FROM runs ORDER BY started_at DESC LIMIT ?""",
+            [limit],
+        )
+
+    def test_history(self, nodeid: str, limit: int = 50) -> Rows:
+        rows = self.sql(
+            """SELECT r.run_id, r.occurred_at, runs.build, r.outcome, r.phase, r.attempt,
+                      round(r.duration_s, 4) AS duration_s
+               FROM results r LEFT JOIN runs USING (run_id)
+               WHERE r.nodeid = ? ORDER BY r.occurred_at DESC LIMIT ?""",
+            [nodeid, limit],
+        )
+        if not rows.rows:
+            raise NotFoundError(f"no results for test {nodeid!r}")
+        return rows
+
+    def resolve_run(self, run: str | None) -> str:
+        """A run id from a full id, a unique prefix, or None / "latest"."""
+        if run in (None, "latest"):
+            found = self.sql("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").rows
+        else:
+            found = self.sql("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run]).rows
+        if len(found) != 1:
+            what = "no runs recorded" if run in (None, "latest") else f"unknown run {run!r}"
+            raise NotFoundError(what if not found else f"run prefix {run!r} is ambiguous")
+        return str(found[0][0])
+
+    def run_summary(self, run: str | None = None) -> dict[str, Any]:
+        run_id = self.resolve_run(run)
+        summary = self.sql("SELECT * FROM runs WHERE run_id = ?", [run_id]).dicts()[0]
+        summary["exchanges"] = self.sql(
+            "SELECT count(*) FROM exchanges WHERE run_id = ?", [run_id]
+        ).rows[0][0]
+        return summary
+
+    def failures(self, run: str | None = None) -> Rows:
+        run_id = self.resolve_run(run)
+        return self.sql(
+            """SELECT failure_id, nodeid, phase, attempt, exception_type,
+                      coalesce(assertion, split_part(message, chr(10), 1)) AS message,
+                      crash_path || ':' || crash_line AS location, len(exchange_ids) AS exchanges
+               FROM failures WHERE run_id = ? ORDER BY occurred_at""",
+            [run_id],
+        )
+
+    def flaky(self, window: int = 30, min_runs: int = 3, limit: int = 50) -> Rows:
+        """Tests whose outcome flips between runs or that passed only on retry.
+
+        Over each test's last ``window`` runs: ``flip_rate`` is the share of
+        consecutive runs whose final outcome differs; ``retry_pass_rate`` the
+        share of runs that failed first and passed on a later attempt.
+        """
+        return self.sql(
+            """
+            WITH per_run AS (
+                SELECT nodeid, run_id, min(occurred_at) AS at,
+                       arg_max(outcome, attempt) AS final,
+                       bool_or(outcome IN ('failed', 'error')) AS failed_once,
+                       max(attempt) AS attempts
+                FROM results WHERE outcome NOT IN ('skipped', 'xfailed')
+                GROUP BY nodeid, run_id
+            ), recent AS (
+                SELECT *, row_number() OVER (PARTITION BY nodeid ORDER BY at DESC) AS n
+                FROM per_run
+            ), ordered AS (
+                SELECT *, lag(final) OVER (PARTITION BY nodeid ORDER BY at) AS previous
+                FROM recent WHERE n <= ?
+            )
+            SELECT nodeid, count(*) AS runs,
+                   round(count(*) FILTER (WHERE previous IS NOT NULL AND final <> previous)
+                         / greatest(count(*) - 1, 1), 3) AS flip_rate,
+                   round(count(*) FILTER (WHERE failed_once AND final = 'passed')
+                         / count(*), 3) AS retry_pass_rate,
+                   count(*) FILTER (WHERE final IN ('failed', 'error')) AS failed_runs,
+                   max(at) AS last_seen
+            FROM ordered GROUP BY nodeid
+            HAVING count(*) >= ? AND (flip_rate > 0 OR retry_pass_rate > 0)
+            ORDER BY flip_rate + retry_pass_rate DESC, nodeid LIMIT ?""",
+            [window, min_runs, limit],
+        )
+
+    def stats(self) -> dict[str, Any]:
+        by_type = dict(
+            self.sql("SELECT type, count(*) FROM events GROUP BY type ORDER BY type").rows
+        )
+        span = self.sql("SELECT min(occurred_at), max(occurred_at) FROM events").rows[0]
+        files = self.store.events.files()
+        return {
+            "store": str(self.store.root),
+            "events": sum(by_type.values()),
+            "events_by_type": by_type,
+            "first_event": span[0],
+            "last_event": span[1],
+            "files": len(files),
+            "bytes": sum(_size(f) for f in files),
+            "log_version": self.store.events.version(),
+        }
+
+
+def _events_select(db: duckdb.DuckDBPyConnection, files: list[str]) -> str:
+    """A SELECT with every declared column, typed, whatever the files hold:
+    columns added by later schema versions read as NULL in older files."""
+    declared = [(name, _DUCK_TYPES[kind]) for name, kind in COLUMNS if name != "day"]
+    if not files:
+        nulls = ", ".join(f"NULL::{t} AS {n}" for n, t in declared)
+        return f"SELECT {nulls} WHERE false"
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    source = f"read_parquet([{listing}], union_by_name = true, hive_partitioning = false)"
+    present = {row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in declared)
+    return f"SELECT {columns} FROM {source}"
+
+
+def _size(uri: str) -> int:
+    from pathlib import Path
+
+    path = Path(uri.removeprefix("file://"))
+    return path.stat().st_size if path.exists() else 0
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

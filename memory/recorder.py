@@ -1,0 +1,365 @@
+"""The recorder: a pytest plugin object that turns a session into events.
+
+In every process it installs a `Tap` for the recording transports and hangs
+what it captured (exchanges, failure details, test metadata) on each report.
+Only the controller writes: with pytest-xdist, reports travel from workers to
+the controller with those attributes, so one code path serves both cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory.errors import StoreError
+from memory.events import (
+    Blob,
+    Event,
+    FailureObserved,
+    HttpExchanged,
+    RunFinished,
+    RunStarted,
+    TestFinished,
+    uuid7,
+)
+from memory.log import EventWriter
+from memory.redact import Redactor
+from memory.store import Store
+from memory.transport import Tap, activate, active_tap
+
+_BUILD_VARS = (
+    "GITHUB_SHA",
+    "CI_COMMIT_SHA",
+    "BUILDKITE_COMMIT",
+    "CIRCLE_SHA1",
+    "GIT_COMMIT",
+    "BUILD_VCS_NUMBER",
+    "TRAVIS_COMMIT",
+)
+_BRANCH_VARS = (
+    "GITHUB_HEAD_REF",
+    "GITHUB_REF_NAME",
+    "CI_COMMIT_REF_NAME",
+    "BUILDKITE_BRANCH",
+    "CIRCLE_BRANCH",
+    "BRANCH_NAME",
+    "GIT_BRANCH",
+)
+
+
+@dataclass
+class _TestState:
+    """What the controller knows about a test while its phases report in."""
+
+    outcome: str = "passed"
+    phase: str = "call"
+    duration_s: float = 0.0
+    exchange_ids: list[str] = field(default_factory=list)
+    item: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder:
+    def __init__(self, config: pytest.Config, store: Store, redactor: Redactor, cap: int) -> None:
+        self.config = config
+        self.store = store
+        self.redactor = redactor
+        self.cap = cap
+        self.run_id = uuid7()
+        self.is_worker = hasattr(config, "workerinput")
+        self.tap = Tap(redactor, cap)
+        self._previous_tap = active_tap()
+        self._tests: dict[str, _TestState] = {}
+        self._attempts: dict[str, int] = {}
+        self._counts: dict[str, int] = {}
+        self._started = time.perf_counter()
+        self._errors: list[str] = []
+        self.writer: EventWriter | None = None
+        if not self.is_worker:
+            self.writer = EventWriter(
+                store.events,
+                batch_size=int(config.getini("memory_flush_events") or 1000),
+                max_age_s=float(config.getini("memory_flush_seconds") or 2.0),
+                on_error=self._write_failed,
+            )
+        activate(self.tap)
+
+    # -- every process ------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        try:
+            report.testmem_exchanges = self.tap.take()  # type: ignore[attr-defined]
+            if call.when == "setup":
+                report.testmem_item = _describe_item(item)  # type: ignore[attr-defined]
+            if report.failed and call.excinfo is not None:
+                report.testmem_failure = self._describe_exception(call.excinfo)  # type: ignore[attr-defined]
+        except Exception as exc:  # never let recording change the report
+            self._errors.append(f"describing {item.nodeid}: {exc}")
+        return report
+
+    # -- controller only ------------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.writer:
+            self._emit(self._run_started(session))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.writer:
+            return
+        try:
+            self._on_report(report)
+        except Exception as exc:
+            self._errors.append(f"recording {report.nodeid}: {exc}")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if self.writer and report.failed:
+            self._emit(self._failure(report, report.nodeid or "<collection>", "collect", 1, []))
+            self._counts["errors"] = self._counts.get("errors", 0) + 1
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.writer:
+            return
+        for exchange in self.tap.take():  # made outside any test phase
+            self._emit(self._exchange(exchange, None, None, 1))
+        self._emit(
+            RunFinished(
+                run_id=self.run_id,
+                exit_status=int(exitstatus),
+                duration_s=time.perf_counter() - self._started,
+                passed=self._counts.get("passed", 0),
+                failed=self._counts.get("failed", 0),
+                errors=self._counts.get("errors", 0),
+                skipped=self._counts.get("skipped", 0),
+                xfailed=self._counts.get("xfailed", 0),
+                xpassed=self._counts.get("xpassed", 0),
+            )
+        )
+        self.writer.close()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.writer:
+            return
+        for line in self.summary_lines():
+            terminalreporter.write_line(line, yellow=bool(self.writer.lost or self._errors))
+
+    def summary_lines(self) -> list[str]:
+        assert self.writer is not None
+        where = self.store.root
+        if self.writer.lost:
+            return [
+                f"testmem: WARNING {self.writer.lost} events not written to {where}: {e}"
+                for e in self._errors[:1]
+            ]
+        lines = [f"testmem: recorded run {self.run_id} ({self.writer.written} events) in {where}"]
+        problems = self._errors + self.tap.dropped
+        if problems:
+            lines.append(
+                f"testmem: WARNING {len(problems)} things not recorded, first: {problems[0]}"
+            )
+        return lines
+
+    def close(self) -> None:
+        activate(self._previous_tap)
+        if self.writer:
+            self.writer.close()
+
+    # -- building events ------------------------------------------------------
+
+    def _on_report(self, report: pytest.TestReport) -> None:
+        state = self._tests.setdefault(report.nodeid, _TestState())
+        attempt = self._attempts.get(report.nodeid, 0) + 1
+        state.item.update(getattr(report, "testmem_item", {}))
+        state.duration_s += report.duration
+        for exchange in getattr(report, "testmem_exchanges", ()):
+            event = self._exchange(exchange, report.nodeid, report.when, attempt)
+            state.exchange_ids.append(event.exchange_id)
+            self._emit(event)
+        if report.failed:
+            self._emit(
+                self._failure(report, report.nodeid, report.when, attempt, state.exchange_ids)
+            )
+        _update_outcome(state, report)
+        if report.when == "teardown":
+            self._finish_test(report, state, attempt)
+
+    def _finish_test(self, report: pytest.TestReport, state: _TestState, attempt: int) -> None:
+        del self._tests[report.nodeid]
+        self._attempts[report.nodeid] = attempt
+        key = {"error": "errors"}.get(state.outcome, state.outcome)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        item = state.item
+        self._emit(
+            TestFinished(
+                run_id=self.run_id,
+                nodeid=report.nodeid,
+                file=item.get("file") or report.location[0],
+                function=item.get("function") or report.location[2],
+                params=item.get("params"),
+                markers=item.get("markers", []),
+                outcome=state.outcome,
+                phase=state.phase,
+                duration_s=state.duration_s,
+                attempt=attempt,
+                worker=_worker_id(report),
+            )
+        )
+
+    def _exchange(
+        self, x: dict[str, Any], nodeid: str | None, phase: str | None, attempt: int
+    ) -> HttpExchanged:
+        return HttpExchanged(
+            run_id=self.run_id,
+            occurred_at=datetime.fromisoformat(x["occurred_at"]),
+            exchange_id=x["exchange_id"],
+            nodeid=nodeid,
+            phase=phase,
+            attempt=attempt,
+            method=x["method"],
+            url=x["url"],
+            route=x["route"],
+            status=x["status"],
+            request_headers=x["request_headers"],
+            request_body=Blob(**x["request_body"]) if x["request_body"] else Blob(None),
+            response_headers=x["response_headers"],
+            response_body=Blob(**x["response_body"]) if x["response_body"] else Blob(None),
+            duration_s=x["duration_s"],
+            error=x["error"],
+        )
+
+    def _failure(
+        self, report: Any, nodeid: str, phase: str, attempt: int, exchange_ids: list[str]
+    ) -> FailureObserved:
+        described = getattr(report, "testmem_failure", None) or self._describe_longrepr(report)
+        crash = getattr(report.longrepr, "reprcrash", None)
+        return FailureObserved(
+            run_id=self.run_id,
+            failure_id=uuid7(),
+            nodeid=nodeid,
+            phase=phase,
+            attempt=attempt,
+            exception_type=described["exception_type"],
+            message=described["message"],
+            assertion=described.get("assertion"),
+            crash_path=getattr(crash, "path", None),
+            crash_line=getattr(crash, "lineno", None),
+            traceback=Blob.of(self.redactor.text(report.longreprtext), self.cap),
+            exchange_ids=list(exchange_ids),
+        )
+
+    def _describe_exception(self, excinfo: pytest.ExceptionInfo[BaseException]) -> dict[str, Any]:
+        cls = excinfo.type
+        module = cls.__module__
+        name = (
+            cls.__qualname__
+            if module in ("builtins", "__main__")
+            else f"{module}.{cls.__qualname__}"
+        )
+        message = self.redactor.text(str(excinfo.value))[: self.cap]
+        first = message.splitlines()[0] if message else ""
+        return {
+            "exception_type": name,
+            "message": message,
+            "assertion": first if first.startswith("assert ") else None,
+        }
+
+    def _describe_longrepr(self, report: Any) -> dict[str, Any]:
+        """Failure details when no exception was at hand (collection errors, xdist crashes)."""
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = self.redactor.text(getattr(crash, "message", None) or str(report.longrepr or ""))
+        head, _, rest = message.partition(": ")
+        is_type = bool(rest) and head.replace(".", "").replace("_", "").isalnum()
+        return {"exception_type": head if is_type else "", "message": message[: self.cap]}
+
+    def _run_started(self, session: pytest.Session) -> RunStarted:
+        config = session.config
+        return RunStarted(
+            run_id=self.run_id,
+            build=config.getoption("memory_build")
+            or _ci_value(_BUILD_VARS)
+            or _git(config.rootpath, "HEAD"),
+            branch=_ci_value(_BRANCH_VARS) or _git(config.rootpath, "--abbrev-ref", "HEAD"),
+            host=socket.gethostname(),
+            rootdir=str(config.rootpath),
+            python_version=platform.python_version(),
+            pytest_version=pytest.__version__,
+            args=[self.redactor.text(a) for a in config.invocation_params.args],
+        )
+
+    def _emit(self, event: Event) -> None:
+        assert self.writer is not None
+        self.writer.add(event)
+
+    def _write_failed(self, error: StoreError, count: int) -> None:
+        self._errors.append(str(error))
+
+
+def _update_outcome(state: _TestState, report: pytest.TestReport) -> None:
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "setup":
+        if report.failed:
+            state.outcome, state.phase = "error", "setup"
+        elif report.skipped:
+            state.outcome, state.phase = ("xfailed" if xfail else "skipped"), "setup"
+    elif report.when == "call":
+        if report.failed:
+            state.outcome = "failed"
+        elif report.skipped:
+            state.outcome = "xfailed" if xfail else "skipped"
+        else:
+            state.outcome = "xpassed" if xfail else "passed"
+        state.phase = "call"
+    elif report.failed and state.outcome in ("passed", "skipped", "xfailed", "xpassed"):
+        state.outcome, state.phase = "error", "teardown"
+
+
+def _describe_item(item: pytest.Item) -> dict[str, Any]:
+    callspec = getattr(item, "callspec", None)
+    params = {k: _short_repr(v) for k, v in callspec.params.items()} if callspec else None
+    function = getattr(item, "originalname", None) or item.name
+    return {
+        "file": item.location[0],
+        "function": function,
+        "params": json.dumps(params, ensure_ascii=False) if params else None,
+        "markers": sorted({m.name for m in item.iter_markers()}),
+    }
+
+
+def _short_repr(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _ci_value(names: tuple[str, ...]) -> str:
+    return next((os.environ[n] for n in names if os.environ.get(n)), "")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", *args], cwd=cwd, capture_output=True, text=True, timeout=3
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    value = done.stdout.strip() if done.returncode == 0 else ""
+    return "" if value == "HEAD" else value  # a detached HEAD has no branch
+
+
+def _worker_id(report: pytest.TestReport) -> str | None:
+    """xdist's worker id ("gw0") on the controller, None without xdist."""
+    gateway = getattr(getattr(report, "node", None), "gateway", None)
+    return getattr(gateway, "id", None)

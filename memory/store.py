@@ -1,0 +1,46 @@
+"""A store: one directory holding the event log and its projections.
+
+DIR/events/    the Delta table of events (the truth)
+DIR/chroma/    the vector index of failure signatures (a projection)
+DIR/defects/, DIR/heals/, DIR/reports/   files written by agents and reports
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from memory.errors import StoreError
+from memory.log import EventLog
+
+ENV_DIR = "TESTMEM_DIR"
+DEFAULT_DIR = "data"
+
+
+def resolve_dir(explicit: str | os.PathLike[str] | None = None, base: Path | None = None) -> Path:
+    """The store directory: explicit choice, else ``$TESTMEM_DIR``, else ``data/``."""
+    chosen = explicit or os.environ.get(ENV_DIR) or DEFAULT_DIR
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() or base is None else base / path
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.events = EventLog(self.root / "events")
+
+    @classmethod
+    def open(cls, root: Path, *, must_exist: bool = True) -> Store:
+        store = cls(root)
+        if must_exist and not store.events.exists():
+            raise StoreError(
+                f"no testmem store at {store.root} (record one with `pytest --memory`, "
+                f"or point --dir / ${ENV_DIR} at an existing store)"
+            )
+        return store
+
+    def subdir(self, name: str) -> Path:
+        """A projection's directory inside the store, created on demand."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
