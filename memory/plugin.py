@@ -6,13 +6,13 @@ which exists only when ``--memory`` is given. Disable with ``-p no:testmem``.
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-
-from memory.events import DEFAULT_CAP
 
 if TYPE_CHECKING:
     import httpx
@@ -37,8 +37,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group,
         "--memory-body-cap",
         "memory_body_cap",
-        f"Bytes kept per body [{DEFAULT_CAP}].",
+        "Bytes kept per body and traceback [65536].",
     )
+    _option(
+        parser,
+        group,
+        "--memory-retries",
+        "memory_retries",
+        "Retries a failure may get when an agent advises it [2; 0 disables].",
+    )
+    _option(
+        parser,
+        group,
+        "--memory-retry-budget",
+        "memory_retry_budget",
+        "Seconds all retry waits of a session may take [60].",
+    )
+    group.addoption(
+        "--no-memory-triage",
+        dest="memory_triage",
+        action="store_false",
+        default=None,
+        help="Skip post-run triage.",
+    )
+    parser.addini(
+        "memory_triage", "Triage failures after the run [true].", type="bool", default=True
+    )
+    parser.addini("memory_retry_max_wait", "Cap on one retry wait, seconds [30].", default="30")
     parser.addini("memory_flush_events", "Flush after this many events [1000].", default="1000")
     parser.addini("memory_flush_seconds", "Flush events older than this [2.0].", default="2.0")
     parser.addini(
@@ -62,31 +87,62 @@ def _option(
 
 def _setting(config: pytest.Config, name: str, env: str | None = None) -> str | None:
     """Command line beats the environment, which beats the ini file."""
-    value = config.getoption(name) or (os.environ.get(env) if env else None) or config.getini(name)
+    value = (
+        config.getoption(name, None)
+        or (os.environ.get(env) if env else None)
+        or config.getini(name)
+    )
     return str(value) if value else None
+
+
+def _number(config: pytest.Config, name: str, default: float, minimum: float = 0) -> float:
+    raw = _setting(config, name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        flag = "--" + name.replace("_", "-")
+        raise pytest.UsageError(f"{flag} must be a number >= {minimum:g}, not {raw!r}")
+    return value
+
+
+def triage_enabled(config: pytest.Config) -> bool:
+    option = config.getoption("memory_triage")
+    return bool(config.getini("memory_triage") if option is None else option)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from memory import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("memory"):
         return
+    from memory.events import DEFAULT_CAP
     from memory.recorder import Recorder
     from memory.redact import Redactor
+    from memory.retry import Retrier, RetryBudget
     from memory.store import ENV_DIR, Store, resolve_dir
 
-    cap = _setting(config, "memory_body_cap") or str(DEFAULT_CAP)
-    if not cap.isdigit() or int(cap) < 1:
-        raise pytest.UsageError(
-            f"--memory-body-cap must be a positive number of bytes, not {cap!r}"
-        )
+    cap = int(_number(config, "memory_body_cap", DEFAULT_CAP, minimum=1))
+    retries = int(_number(config, "memory_retries", 2))
+    budget = RetryBudget(
+        _number(config, "memory_retry_budget", 60), _number(config, "memory_retry_max_wait", 30)
+    )
     redactor = Redactor.with_extra(
         config.getini("memory_redact_headers"),
         config.getini("memory_redact_fields"),
         config.getini("memory_redact_params"),
     )
     root = resolve_dir(_setting(config, "memory_dir", ENV_DIR), base=config.rootpath)
-    recorder = Recorder(config, Store(root), redactor, int(cap))
+    recorder = Recorder(config, Store(root), redactor, cap)
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
+    if retries > 0:
+        config.pluginmanager.register(Retrier(retries, budget), "testmem-retrier")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -114,7 +170,12 @@ def api_client(api_base_url: str, pytestconfig: pytest.Config) -> Iterator[httpx
     from memory.transport import RecordingTransport
 
     timeout = float(pytestconfig.getini("api_timeout") or 10)
-    with httpx.Client(
-        base_url=api_base_url, transport=RecordingTransport(), timeout=timeout
-    ) as client:
+    transport = RecordingTransport(httpx.HTTPTransport(verify=_tls_context()))
+    with httpx.Client(base_url=api_base_url, transport=transport, timeout=timeout) as client:
         yield client
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Building a TLS context costs ~200 ms; one per session, not one per test.
+    return ssl.create_default_context()

@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,7 @@ from memory.errors import StoreError
 from memory.events import (
     Blob,
     Event,
+    Fact,
     FailureObserved,
     HttpExchanged,
     RunFinished,
@@ -81,7 +83,8 @@ class Recorder:
         self._previous_tap = active_tap()
         self._tests: dict[str, _TestState] = {}
         self._attempts: dict[str, int] = {}
-        self._counts: dict[str, int] = {}
+        self._final: dict[str, str] = {}  # nodeid -> outcome of its last attempt
+        self._collect_errors = 0
         self._started = time.perf_counter()
         self._errors: list[str] = []
         self.writer: EventWriter | None = None
@@ -128,7 +131,7 @@ class Recorder:
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if self.writer and report.failed:
             self._emit(self._failure(report, report.nodeid or "<collection>", "collect", 1, []))
-            self._counts["errors"] = self._counts.get("errors", 0) + 1
+            self._collect_errors += 1
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -136,20 +139,28 @@ class Recorder:
             return
         for exchange in self.tap.take():  # made outside any test phase
             self._emit(self._exchange(exchange, None, None, 1))
+        counts = Counter(self._final.values())
         self._emit(
             RunFinished(
                 run_id=self.run_id,
                 exit_status=int(exitstatus),
                 duration_s=time.perf_counter() - self._started,
-                passed=self._counts.get("passed", 0),
-                failed=self._counts.get("failed", 0),
-                errors=self._counts.get("errors", 0),
-                skipped=self._counts.get("skipped", 0),
-                xfailed=self._counts.get("xfailed", 0),
-                xpassed=self._counts.get("xpassed", 0),
+                passed=counts["passed"],
+                failed=counts["failed"],
+                errors=counts["error"] + self._collect_errors,
+                skipped=counts["skipped"],
+                xfailed=counts["xfailed"],
+                xpassed=counts["xpassed"],
             )
         )
         self.writer.close()
+        if not self.writer.lost:
+            try:
+                session.config.hook.pytest_testmem_run_recorded(
+                    config=session.config, store=self.store, run_id=self.run_id
+                )
+            except Exception as exc:  # post-run work must not fail the run
+                self._errors.append(f"post-run triage failed: {type(exc).__name__}: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.writer:
@@ -166,6 +177,7 @@ class Recorder:
                 for e in self._errors[:1]
             ]
         lines = [f"testmem: recorded run {self.run_id} ({self.writer.written} events) in {where}"]
+        lines += self.config.hook.pytest_testmem_summary(config=self.config) or []
         problems = self._errors + self.tap.dropped
         if problems:
             lines.append(
@@ -189,10 +201,20 @@ class Recorder:
             event = self._exchange(exchange, report.nodeid, report.when, attempt)
             state.exchange_ids.append(event.exchange_id)
             self._emit(event)
-        if report.failed:
-            self._emit(
-                self._failure(report, report.nodeid, report.when, attempt, state.exchange_ids)
-            )
+        if report.failed or report.outcome == "rerun":
+            failure = self._failure(report, report.nodeid, report.when, attempt, state.exchange_ids)
+            self._emit(failure)
+            retry = getattr(report, "testmem_retry", None)
+            if retry:
+                self._emit(
+                    Fact.of(
+                        "RetryAttempted",
+                        self.run_id,
+                        nodeid=report.nodeid,
+                        failure_id=failure.failure_id,
+                        **retry,
+                    )
+                )
         _update_outcome(state, report)
         if report.when == "teardown":
             self._finish_test(report, state, attempt)
@@ -200,8 +222,7 @@ class Recorder:
     def _finish_test(self, report: pytest.TestReport, state: _TestState, attempt: int) -> None:
         del self._tests[report.nodeid]
         self._attempts[report.nodeid] = attempt
-        key = {"error": "errors"}.get(state.outcome, state.outcome)
-        self._counts[key] = self._counts.get(key, 0) + 1
+        self._final[report.nodeid] = state.outcome
         item = state.item
         self._emit(
             TestFinished(
@@ -309,21 +330,22 @@ class Recorder:
 
 
 def _update_outcome(state: _TestState, report: pytest.TestReport) -> None:
+    failed = report.failed or report.outcome == "rerun"  # a retried attempt failed too
     xfail = hasattr(report, "wasxfail")
     if report.when == "setup":
-        if report.failed:
+        if failed:
             state.outcome, state.phase = "error", "setup"
         elif report.skipped:
             state.outcome, state.phase = ("xfailed" if xfail else "skipped"), "setup"
     elif report.when == "call":
-        if report.failed:
+        if failed:
             state.outcome = "failed"
         elif report.skipped:
             state.outcome = "xfailed" if xfail else "skipped"
         else:
             state.outcome = "xpassed" if xfail else "passed"
         state.phase = "call"
-    elif report.failed and state.outcome in ("passed", "skipped", "xfailed", "xpassed"):
+    elif failed and state.outcome in ("passed", "skipped", "xfailed", "xpassed"):
         state.outcome, state.phase = "error", "teardown"
 
 

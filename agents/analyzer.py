@@ -1,0 +1,220 @@
+"""The analyzer: from what the memory knows of a failure, a category and an action.
+
+Pure judgment, no I/O: `context.py` gathers the evidence, this module weighs
+it. Rules are ordered from the strongest evidence to the weakest, and every
+verdict says which rule fired and what it saw, so a decision can be explained
+and, when wrong, corrected with `testmem label`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from agents.schema import STATUS_CHANGED, ApiChange
+
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+TRANSIENT_ERRORS = (
+    "Timeout",
+    "ConnectError",
+    "ConnectionReset",
+    "ConnectionRefused",
+    "RemoteProtocolError",
+    "ReadError",
+    "WriteError",
+    "NetworkError",
+)
+LABEL_VERDICTS = {
+    "flaky": ("retry", "flaky"),
+    "infra": ("retry", "transient"),
+    "test-outdated": ("heal", "outdated"),
+    "product-bug": ("escalate", "regression"),
+}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    method: str
+    route: str
+    status: int | None
+    error: str | None = None
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    """The test's past, over a window of recent runs (this run excluded)."""
+
+    __test__ = False
+    runs: int = 0
+    failed_runs: int = 0
+    flip_rate: float = 0.0
+    retry_pass_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class FailureContext:
+    nodeid: str
+    phase: str
+    exception_type: str
+    message: str
+    exchanges: list[Exchange] = field(default_factory=list)
+    attempts: int = 1
+    final_outcome: str = "failed"
+    history: TestRecord = TestRecord()
+    incident_id: str | None = None
+    incident_runs: int = 0  # distinct runs the incident was seen in, this one included
+    label: str | None = None
+    retries_tried: int = 0  # past runs where this signature was retried ...
+    retries_rescued: int = 0  # ... and the retry passed
+    changes: list[ApiChange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # retry | heal | escalate | none
+    category: str  # transient | flaky | outdated | regression | unknown
+    reason: str
+    confidence: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def classify(ctx: FailureContext, heal_after: int = 2) -> Verdict:
+    """Weigh the evidence, strongest first; the first rule that fires decides.
+
+    A test is healed only once its API change held in ``heal_after`` runs.
+    """
+    outdated = partial(_outdated, heal_after=heal_after)
+    for rule in (_labelled, _transient, _flaky, outdated, _regression):
+        verdict = rule(ctx)
+        if verdict is not None:
+            return verdict
+    return Verdict(
+        "none",
+        "unknown",
+        "first sighting with no explaining evidence; waiting for it to recur",
+        0.4,
+    )
+
+
+def _labelled(ctx: FailureContext) -> Verdict | None:
+    if ctx.label not in LABEL_VERDICTS:
+        return None
+    action, category = LABEL_VERDICTS[ctx.label]
+    if action == "heal" and not _touching_changes(ctx):
+        action = "none"  # labelled outdated, but no API change to heal from
+    return Verdict(
+        action, category, f"incident labelled {ctx.label} by a person", 0.99, {"label": ctx.label}
+    )
+
+
+def _transient(ctx: FailureContext) -> Verdict | None:
+    signals = _transient_signals(ctx)
+    if not signals:
+        return None
+    evidence: dict[str, Any] = {"signals": signals}
+    if ctx.retries_tried >= 3 and ctx.retries_rescued / ctx.retries_tried < 0.2:
+        evidence.update(retries_tried=ctx.retries_tried, retries_rescued=ctx.retries_rescued)
+        rescued = f"{ctx.retries_rescued}/{ctx.retries_tried}"
+        reason = f"looks transient ({signals[0]}) but retries rescued only {rescued} before"
+        return Verdict("escalate", "regression", reason, 0.7, evidence)
+    if ctx.attempts > 1 and ctx.final_outcome == "failed" and ctx.incident_runs >= 3:
+        return Verdict(
+            "escalate",
+            "regression",
+            f"{signals[0]} persists across retries and runs",
+            0.7,
+            evidence,
+        )
+    return Verdict("retry", "transient", f"transient: {signals[0]}", 0.9, evidence)
+
+
+def _transient_signals(ctx: FailureContext) -> list[str]:
+    signals = [
+        f"HTTP {x.status} on {x.method} {x.route}"
+        for x in ctx.exchanges
+        if x.status in TRANSIENT_STATUSES
+    ]
+    signals += [
+        f"{x.error.split(':')[0]} on {x.method} {x.route}"
+        for x in ctx.exchanges
+        if x.error and _is_transient_error(x.error)
+    ]
+    if _is_transient_error(ctx.exception_type):
+        signals.append(ctx.exception_type)
+    return signals
+
+
+def _is_transient_error(text: str) -> bool:
+    return any(word in text for word in TRANSIENT_ERRORS)
+
+
+def _flaky(ctx: FailureContext) -> Verdict | None:
+    h = ctx.history
+    evidence = {"runs": h.runs, "flip_rate": h.flip_rate, "retry_pass_rate": h.retry_pass_rate}
+    if ctx.attempts > 1 and ctx.final_outcome == "passed":
+        return Verdict("retry", "flaky", "failed, then passed on retry in this run", 0.85, evidence)
+    if _server_errors(ctx):
+        return None
+    if h.runs >= 3 and (h.retry_pass_rate > 0 or h.flip_rate >= 0.3):
+        reason = (
+            f"flaky by history: flip rate {h.flip_rate:.2f}, "
+            f"passed on retry in {h.retry_pass_rate:.0%} of runs"
+        )
+        return Verdict("retry", "flaky", reason, 0.75, evidence)
+    return None
+
+
+def _outdated(ctx: FailureContext, heal_after: int) -> Verdict | None:
+    if _server_errors(ctx):
+        return None  # never heal a test against a server that is failing
+    touching = _touching_changes(ctx)
+    if not touching:
+        return None
+    change = touching[0]
+    evidence = {"change": change.as_dict(), "observations": change.observations}
+    if change.observations < heal_after:
+        reason = f"API changed ({change.describe()}); seen in {change.observations} run(s), "
+        return Verdict("none", "outdated", reason + f"healing after {heal_after}", 0.6, evidence)
+    return Verdict("heal", "outdated", f"API changed: {change.describe()}", 0.85, evidence)
+
+
+def _touching_changes(ctx: FailureContext) -> list[ApiChange]:
+    routes = {(x.method, x.route) for x in ctx.exchanges}
+    return [c for c in ctx.changes if (c.method, c.route) in routes and touches(c, ctx.message)]
+
+
+def touches(change: ApiChange, text: str) -> bool:
+    """Does the failure text mention what changed (the old field, the old status)?"""
+    if change.kind == STATUS_CHANGED:
+        return bool(change.old and change.new) and f"{change.new} == {change.old}" in text
+    key = change.key
+    return bool(key) and any(q in text for q in (f"'{key}'", f'"{key}"'))
+
+
+def _regression(ctx: FailureContext) -> Verdict | None:
+    errors = _server_errors(ctx)
+    if errors:
+        return Verdict(
+            "escalate", "regression", f"server error: {errors[0]}", 0.85, {"server_errors": errors}
+        )
+    reproduced = ctx.attempts > 1 and ctx.final_outcome in ("failed", "error")
+    if reproduced or ctx.incident_runs >= 2:
+        why = "failed on every retry" if reproduced else f"recurred in {ctx.incident_runs} runs"
+        return Verdict(
+            "escalate",
+            "regression",
+            f"reproducible and unexplained: {why}",
+            0.75,
+            {"incident_runs": ctx.incident_runs},
+        )
+    return None
+
+
+def _server_errors(ctx: FailureContext) -> list[str]:
+    return [
+        f"HTTP {x.status} on {x.method} {x.route}"
+        for x in ctx.exchanges
+        if x.status is not None and x.status >= 500 and x.status not in TRANSIENT_STATUSES
+    ]

@@ -1,0 +1,61 @@
+"""Commands of the triage agents: triage and decisions."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from agents.plugin import summary_lines
+from agents.triage import Triage
+from memory.cli import cli, emit, open_store, output_options
+from memory.query import History
+
+_DECISIONS = """
+    SELECT d.run_id, d.nodeid, d.detail->>'$.action' AS action,
+           d.detail->>'$.category' AS category, d.incident_id,
+           CAST(d.detail->>'$.incident_is_new' AS BOOLEAN) AS incident_is_new,
+           CAST(d.detail->>'$.score' AS DOUBLE) AS score, d.detail->>'$.reason' AS reason,
+           CAST(d.detail->>'$.attempts' AS INTEGER) AS attempts,
+           d.detail->>'$.final_outcome' AS final_outcome,
+           CAST(d.detail->>'$.confidence' AS DOUBLE) AS confidence
+    FROM facts d WHERE d.type = 'DecisionMade' AND d.run_id = ?
+    QUALIFY row_number() OVER (PARTITION BY d.nodeid ORDER BY d.occurred_at DESC) = 1
+    ORDER BY d.nodeid"""
+
+
+@cli.command()
+@click.option("--run", default=None, help="Run id or unique prefix [latest].")
+@click.option("--force", is_flag=True, help="Decide again tests already decided.")
+@click.option("--no-heal", is_flag=True, help="Decide, but propose no patches.")
+@click.option("--no-escalate", is_flag=True, help="Decide, but file no defects.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+def triage(run: str | None, force: bool, no_heal: bool, no_escalate: bool, as_json: bool) -> None:
+    """Decide retry, heal or escalate for every failed test of a run.
+
+    Links each failure to an incident, classifies it from memory, proposes
+    patches for outdated tests and files one defect per regression.
+
+    Example: testmem triage --run latest
+    """
+    result = Triage(open_store(), heal=not no_heal, escalate=not no_escalate).run(run, force=force)
+    if as_json:
+        click.echo(json.dumps([d.__dict__ for d in result.decisions], default=str, indent=2))
+    else:
+        for line in summary_lines(result):
+            click.echo(line)
+        if result.skipped:
+            click.echo(f"({result.skipped} tests already decided; --force decides them again)")
+
+
+@cli.command()
+@click.option("--run", default="latest", show_default=True, help="Run id or unique prefix.")
+@output_options
+def decisions(run: str, fmt: str, as_json: bool) -> None:
+    """The decisions taken for each test that failed in a run.
+
+    Example: testmem decisions --run latest --json
+    """
+    history = History(open_store())
+    result = history.sql(_DECISIONS, [history.resolve_run(run)])
+    emit(result.columns, result.rows, fmt, as_json)

@@ -1,0 +1,158 @@
+"""Gathering the evidence for each failed test of a run, from the memory.
+
+A few set-based DuckDB queries per run (not per test), so triage of a run
+with a thousand failures stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents.analyzer import ApiChange, Exchange, FailureContext, TestRecord
+from memory.query import History
+
+_FAILED_TESTS = """
+    WITH attempts AS (
+        SELECT nodeid, max(attempt) AS attempts, arg_max(outcome, attempt) AS final_outcome,
+               bool_or(outcome IN ('failed', 'error')) AS failed
+        FROM results WHERE run_id = $run GROUP BY nodeid
+    ), last_failure AS (
+        SELECT nodeid, arg_max(failure_id, occurred_at) AS failure_id,
+               arg_max(phase, occurred_at) AS phase,
+               arg_max(exception_type, occurred_at) AS exception_type,
+               arg_max(message, occurred_at) AS message,
+               arg_max(exchange_ids, occurred_at) AS exchange_ids
+        FROM failures WHERE run_id = $run GROUP BY nodeid
+    )
+    SELECT f.nodeid, f.failure_id, f.phase, f.exception_type, f.message, f.exchange_ids,
+           coalesce(a.attempts, 1) AS attempts, coalesce(a.final_outcome, 'error') AS final_outcome
+    FROM last_failure f LEFT JOIN attempts a USING (nodeid)
+    WHERE a.failed IS NULL OR a.failed
+    ORDER BY f.nodeid"""
+
+_EXCHANGES = """
+    SELECT x.exchange_id, x.method, x.route, x.status, x.error,
+           json_extract_string(x.response_headers, '$."retry-after"') AS retry_after
+    FROM exchanges x WHERE x.run_id = $run AND x.exchange_id IN (
+        SELECT unnest(exchange_ids) FROM failures WHERE run_id = $run)"""
+
+_TEST_RECORDS = """
+    WITH per_run AS (
+        SELECT nodeid, run_id, min(occurred_at) AS started, arg_max(outcome, attempt) AS final,
+               bool_or(outcome IN ('failed', 'error')) AS failed_once
+        FROM results
+        WHERE run_id <> $run AND nodeid IN (SELECT unnest($nodeids))
+          AND outcome NOT IN ('skipped', 'xfailed')
+        GROUP BY nodeid, run_id
+    ), recent AS (
+        SELECT *, lag(final) OVER (PARTITION BY nodeid ORDER BY started) AS previous,
+               row_number() OVER (PARTITION BY nodeid ORDER BY started DESC) AS n
+        FROM per_run
+    )
+    SELECT nodeid, count(*) AS runs,
+           count(*) FILTER (WHERE final IN ('failed', 'error')) AS failed_runs,
+           count(*) FILTER (WHERE previous IS NOT NULL AND final <> previous)
+               / greatest(count(*) - 1, 1) AS flip_rate,
+           count(*) FILTER (WHERE failed_once AND final = 'passed') / count(*) AS retry_pass_rate
+    FROM recent WHERE n <= $last_runs GROUP BY nodeid"""
+
+# Per signature: in how many earlier runs was it retried, and how often did that rescue the test?
+_RETRY_LEARNING = """
+    WITH retried AS (
+        SELECT DISTINCT l.signature, r.run_id, r.nodeid
+        FROM facts r JOIN facts l ON l.type = 'FailureLinked' AND l.failure_id = r.failure_id
+        WHERE r.type = 'RetryAttempted' AND r.run_id <> $run
+    ), final AS (
+        SELECT run_id, nodeid, arg_max(outcome, attempt) AS final FROM results GROUP BY ALL
+    )
+    SELECT signature, count(*) AS tried, count(*) FILTER (WHERE final = 'passed') AS rescued
+    FROM retried JOIN final USING (run_id, nodeid) GROUP BY signature"""
+
+_INCIDENT_RUNS = """
+    SELECT incident_id, count(DISTINCT run_id) AS runs FROM facts
+    WHERE type = 'FailureLinked' GROUP BY incident_id"""
+
+
+def failed_tests(history: History, run_id: str) -> list[dict[str, Any]]:
+    """One row per test that failed at least once in the run (its last failure)."""
+    return history.sql(_FAILED_TESTS, {"run": run_id}).dicts()
+
+
+def build_contexts(
+    history: History,
+    run_id: str,
+    links: dict[str, dict[str, Any]],
+    labels: dict[str, str],
+    changes: list[ApiChange],
+    window: int = 30,
+) -> list[tuple[dict[str, Any], FailureContext]]:
+    """The evidence for every failed test of ``run_id``.
+
+    ``links`` maps failure ids to their FailureLinked row (incident_id,
+    signature, ...); ``labels`` incident ids to human labels.
+    """
+    tests = failed_tests(history, run_id)
+    exchanges = _exchanges(history, run_id)
+    records = _records(history, run_id, [t["nodeid"] for t in tests], window)
+    learning = {r[0]: (r[1], r[2]) for r in history.sql(_RETRY_LEARNING, {"run": run_id}).rows}
+    incident_runs = dict(history.sql(_INCIDENT_RUNS).rows)
+    contexts = []
+    for test in tests:
+        link = links.get(test["failure_id"])
+        incident_id = link["incident_id"] if link else None
+        tried, rescued = learning.get(link["signature"], (0, 0)) if link else (0, 0)
+        context = FailureContext(
+            nodeid=test["nodeid"],
+            phase=test["phase"] or "call",
+            exception_type=test["exception_type"] or "",
+            message=test["message"] or "",
+            exchanges=[exchanges[i] for i in test["exchange_ids"] or [] if i in exchanges],
+            attempts=test["attempts"],
+            final_outcome=test["final_outcome"],
+            history=records.get(test["nodeid"], TestRecord()),
+            incident_id=incident_id,
+            incident_runs=int(incident_runs.get(incident_id, 1)) if incident_id else 1,
+            label=labels.get(incident_id) if incident_id else None,
+            retries_tried=tried,
+            retries_rescued=rescued,
+            changes=changes,
+        )
+        contexts.append((test, context))
+    return contexts
+
+
+def _exchanges(history: History, run_id: str) -> dict[str, Exchange]:
+    rows = history.sql(_EXCHANGES, {"run": run_id}).dicts()
+    return {
+        r["exchange_id"]: Exchange(
+            r["method"], r["route"], r["status"], r["error"], r["retry_after"]
+        )
+        for r in rows
+    }
+
+
+def _records(
+    history: History, run_id: str, nodeids: list[str], window: int
+) -> dict[str, TestRecord]:
+    if not nodeids:
+        return {}
+    rows = history.sql(_TEST_RECORDS, {"run": run_id, "nodeids": nodeids, "last_runs": window})
+    return {
+        r["nodeid"]: TestRecord(
+            r["runs"], r["failed_runs"], float(r["flip_rate"]), float(r["retry_pass_rate"])
+        )
+        for r in rows.dicts()
+    }
+
+
+def exchange_from_capture(captured: dict[str, Any]) -> Exchange:
+    """An analyzer `Exchange` from a live capture (`memory.transport.Tap`)."""
+    headers = json.loads(captured.get("response_headers") or "{}")
+    return Exchange(
+        captured["method"],
+        captured["route"],
+        captured.get("status"),
+        captured.get("error"),
+        headers.get("retry-after"),
+    )

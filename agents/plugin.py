@@ -1,0 +1,125 @@
+"""The agents' side of the pytest plugin (entry point ``pytest11: testmem_agents``).
+
+Implements the hooks `memory` declares: in-run retry advice, post-run triage
+and the "testmem" lines of the terminal summary.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:  # kept off pytest's start-up path: imported when first needed
+    from memory.retry import RetryAdvice
+    from memory.store import Store
+
+_advisor_key = pytest.StashKey["RetryAdvisor"]()
+_summary_key = pytest.StashKey[list[str]]()
+
+
+class RetryAdvisor:
+    """Answers "retry this attempt?" from the attempt's own evidence plus the
+    test's history, which is read once per process and then kept."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._records: dict[str, Any] | None = None
+
+    def advise(
+        self, item: pytest.Item, reports: list[pytest.TestReport], exchanges: list[dict[str, Any]]
+    ) -> RetryAdvice:
+        from agents.analyzer import FailureContext, classify
+        from agents.context import exchange_from_capture
+        from memory.retry import RetryAdvice, parse_retry_after
+
+        failed = next(r for r in reports if r.failed)
+        described = getattr(failed, "testmem_failure", None) or {}
+        context = FailureContext(
+            nodeid=item.nodeid,
+            phase=failed.when,
+            exception_type=described.get("exception_type", ""),
+            message=described.get("message", ""),
+            exchanges=[exchange_from_capture(x) for x in exchanges],
+            history=self._record(item.nodeid),
+        )
+        verdict = classify(context)
+        waits = [parse_retry_after(x.retry_after) for x in context.exchanges]
+        asked = max((w for w in waits if w is not None), default=None)
+        return RetryAdvice(verdict.action == "retry", verdict.reason, verdict.category, asked)
+
+    def _record(self, nodeid: str) -> Any:
+        from agents.analyzer import TestRecord
+
+        if self._records is None:
+            self._records = _load_records(self.store)
+        return self._records.get(nodeid, TestRecord())
+
+
+def _load_records(store: Store) -> dict[str, Any]:
+    """Every test's flakiness record, in one query (history must never break a run)."""
+    from agents.analyzer import TestRecord
+    from memory.query import History
+
+    try:
+        rows = History(store).flaky(window=30, min_runs=1, limit=1_000_000).dicts()
+    except Exception:
+        return {}
+    return {
+        r["nodeid"]: TestRecord(
+            r["runs"], r["failed_runs"], float(r["flip_rate"]), float(r["retry_pass_rate"])
+        )
+        for r in rows
+    }
+
+
+@pytest.hookimpl
+def pytest_testmem_retry_advice(
+    item: pytest.Item,
+    reports: list[pytest.TestReport],
+    exchanges: list[dict[str, Any]],
+    attempt: int,
+) -> RetryAdvice | None:
+    from memory.plugin import recorder_key
+
+    recorder = item.config.stash.get(recorder_key, None)
+    if recorder is None:
+        return None
+    if _advisor_key not in item.config.stash:
+        item.config.stash[_advisor_key] = RetryAdvisor(recorder.store)
+    return item.config.stash[_advisor_key].advise(item, reports, exchanges)
+
+
+@pytest.hookimpl
+def pytest_testmem_run_recorded(config: pytest.Config, store: Store, run_id: str) -> None:
+    from memory.plugin import triage_enabled
+
+    if not triage_enabled(config):
+        return
+    from agents.triage import Triage
+
+    result = Triage(store).run(run_id)
+    config.stash[_summary_key] = summary_lines(result)
+
+
+@pytest.hookimpl
+def pytest_testmem_summary(config: pytest.Config) -> list[str] | None:
+    return config.stash.get(_summary_key, None)
+
+
+def summary_lines(result: Any) -> list[str]:
+    """A short account of a triage, for pytest's terminal summary and the CLI."""
+    if not result.decisions:
+        return ["testmem triage: no new failures to decide"]
+    counts = ", ".join(f"{n} {action}" for action, n in sorted(result.summary().items()))
+    lines = [f"testmem triage: {len(result.decisions)} failed tests → {counts}"]
+    for d in result.decisions:
+        incident = (
+            f"{d.incident_id}{' (new)' if d.incident_is_new else ''}" if d.incident_id else "-"
+        )
+        outcome = f" → {d.outcome}" if d.outcome else ""
+        lines.append(
+            f"  {d.action:<8} {d.category:<10} {d.nodeid}  [{incident}] {d.reason}{outcome}"
+        )
+    lines += [f"  warning: {p}" for p in result.problems[:3]]
+    return lines

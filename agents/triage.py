@@ -1,0 +1,203 @@
+"""Triage: for every failed test of a run, decide — then hand the decision on.
+
+    link failures to incidents (memory.incidents.Matcher)
+      → gather evidence (agents.context) → classify (agents.analyzer)
+      → DecisionMade facts → heal (agents.healer) | escalate (agents.defects)
+
+Decisions are events too, so triage is idempotent: a test already decided in
+a run is not decided again unless ``force`` is set.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from agents.analyzer import Verdict, classify
+from agents.context import build_contexts
+from agents.schema import ApiChange, detect_changes
+from memory.events import Fact
+from memory.query import History
+from memory.store import Store
+
+
+@dataclass(frozen=True)
+class Decision:
+    run_id: str
+    nodeid: str
+    failure_id: str
+    action: str
+    category: str
+    reason: str
+    confidence: float
+    incident_id: str | None
+    incident_is_new: bool | None
+    score: float | None
+    attempts: int
+    final_outcome: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    outcome: str | None = None  # what came of the action: heal id, defect id, or why not
+
+
+@dataclass
+class TriageResult:
+    run_id: str
+    decisions: list[Decision]
+    skipped: int = 0  # tests already decided earlier
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self.decisions:
+            counts[d.action] = counts.get(d.action, 0) + 1
+        return counts
+
+
+class Triage:
+    def __init__(
+        self, store: Store, *, heal_after: int = 2, heal: bool = True, escalate: bool = True
+    ):
+        self.store = store
+        self.heal_after = heal_after
+        self.heal = heal
+        self.escalate = escalate
+
+    def run(self, run: str | None = None, *, force: bool = False) -> TriageResult:
+        run_id = History(self.store).resolve_run(run)
+        problems = self._link(run_id)
+        history = History(self.store)  # a fresh snapshot that holds the links
+        links = _links(history, run_id)
+        decided = set() if force else _decided(history, run_id)
+        changes = _changes(history, problems)
+        contexts = build_contexts(history, run_id, links, _labels(self.store, problems), changes)
+        decisions = []
+        for test, context in contexts:
+            if test["nodeid"] in decided:
+                continue
+            verdict = classify(context, self.heal_after)
+            decisions.append(_decision(run_id, test, links.get(test["failure_id"]), verdict))
+        self.store.events.append([_fact(d) for d in decisions])
+        decisions = self._act(history, decisions, changes, problems)
+        return TriageResult(run_id, decisions, len(contexts) - len(decisions), problems)
+
+    def _link(self, run_id: str) -> list[str]:
+        from memory.incidents import Matcher
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Matcher(self.store).link_run(run_id)
+        return [str(w.message) for w in caught]
+
+    def _act(
+        self,
+        history: History,
+        decisions: list[Decision],
+        changes: list[ApiChange],
+        problems: list[str],
+    ) -> list[Decision]:
+        """Hand heals to the healer and escalations to the defect agent (once per incident)."""
+        defects: dict[str, str | None] = {}  # incident id -> defect id, one per incident
+        result = []
+        for d in decisions:
+            outcome = None
+            if d.action == "heal" and self.heal:
+                outcome = _attempt(problems, partial(_propose_heal, self.store, history, d))
+            elif d.action == "escalate" and self.escalate and d.incident_id:
+                if d.incident_id not in defects:
+                    defects[d.incident_id] = _attempt(
+                        problems, partial(_file_defect, self.store, d)
+                    )
+                outcome = defects[d.incident_id]
+            result.append(replace(d, outcome=outcome))
+        return result
+
+
+def _attempt(problems: list[str], action: Callable[[], str | None]) -> str | None:
+    """Run one hand-off; its failure is a problem to report, not a crash of triage."""
+    try:
+        return action()
+    except Exception as exc:
+        problems.append(f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def _propose_heal(store: Store, history: History, decision: Decision) -> str:
+    from agents.healer import NoHeal, propose_heal_for
+
+    heal = propose_heal_for(store, history, decision.run_id, decision.nodeid, decision.incident_id)
+    return f"not healed: {heal.reason}" if isinstance(heal, NoHeal) else heal.heal_id
+
+
+def _file_defect(store: Store, decision: Decision) -> str:
+    from agents.defects import DefectAgent
+    from memory.incidents import Incidents
+
+    incident = Incidents(store).get(decision.incident_id or "")
+    evidence = {"run_id": decision.run_id, "reason": decision.reason, **decision.evidence}
+    return DefectAgent(store).escalate(incident, evidence).defect_id
+
+
+def _decision(
+    run_id: str, test: dict[str, Any], link: dict[str, Any] | None, verdict: Verdict
+) -> Decision:
+    link = link or {}
+    return Decision(
+        run_id=run_id,
+        nodeid=test["nodeid"],
+        failure_id=test["failure_id"],
+        action=verdict.action,
+        category=verdict.category,
+        reason=verdict.reason,
+        confidence=verdict.confidence,
+        incident_id=link.get("incident_id"),
+        incident_is_new=link.get("is_new"),
+        score=link.get("score"),
+        attempts=test["attempts"],
+        final_outcome=test["final_outcome"],
+        evidence=verdict.evidence,
+    )
+
+
+def _fact(d: Decision) -> Fact:
+    detail = {k: v for k, v in asdict(d).items() if k not in ("run_id", "outcome")}
+    return Fact.of("DecisionMade", d.run_id, **detail)
+
+
+def _links(history: History, run_id: str) -> dict[str, dict[str, Any]]:
+    rows = history.sql(
+        """SELECT failure_id, arg_max(incident_id, occurred_at) AS incident_id,
+                  arg_max(signature, occurred_at) AS signature,
+                  arg_max(CAST(detail->>'$.is_new' AS BOOLEAN), occurred_at) AS is_new,
+                  arg_max(CAST(detail->>'$.score' AS DOUBLE), occurred_at) AS score
+           FROM facts WHERE type = 'FailureLinked' AND run_id = ? GROUP BY failure_id""",
+        [run_id],
+    )
+    return {r["failure_id"]: r for r in rows.dicts()}
+
+
+def _decided(history: History, run_id: str) -> set[str]:
+    rows = history.sql(
+        "SELECT DISTINCT nodeid FROM facts WHERE type = 'DecisionMade' AND run_id = ?", [run_id]
+    )
+    return {r[0] for r in rows.rows}
+
+
+def _labels(store: Store, problems: list[str]) -> dict[str, str]:
+    from memory.incidents import Incidents
+
+    try:
+        return {i.incident_id: i.label for i in Incidents(store).list() if i.label}
+    except Exception as exc:
+        problems.append(f"incident labels unavailable: {exc}")
+        return {}
+
+
+def _changes(history: History, problems: list[str]) -> list[ApiChange]:
+    try:
+        return detect_changes(history, min_observations=1)
+    except Exception as exc:
+        problems.append(f"API change detection failed: {exc}")
+        return []
