@@ -69,6 +69,7 @@ class FailureContext:
     retries_tried: int = 0  # past runs where this signature was retried ...
     retries_rescued: int = 0  # ... and the retry passed
     changes: list[ApiChange] = field(default_factory=list)
+    failing_routes: frozenset[str] = frozenset()  # routes answering 500s anywhere in this run
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,13 @@ def _outdated(ctx: FailureContext, heal_after: int) -> Verdict | None:
         return None
     change = touching[0]
     evidence = {"change": change.as_dict(), "observations": change.observations}
+    broken = sorted(r for r in ctx.failing_routes if _resource(r) == _resource(change.route))
+    if broken:
+        # A field that vanished while its resource answers 500s is a symptom, not a design.
+        reason = f"API changed ({change.describe()}) while {broken[0]} answers server errors"
+        return Verdict(
+            "escalate", "regression", reason, 0.7, {**evidence, "failing_routes": broken}
+        )
     if change.observations < heal_after:
         reason = f"API changed ({change.describe()}); seen in {change.observations} run(s), "
         return Verdict("none", "outdated", reason + f"healing after {heal_after}", 0.6, evidence)
@@ -183,6 +191,11 @@ def _outdated(ctx: FailureContext, heal_after: int) -> Verdict | None:
 def _touching_changes(ctx: FailureContext) -> list[ApiChange]:
     routes = {(x.method, x.route) for x in ctx.exchanges}
     return [c for c in ctx.changes if (c.method, c.route) in routes and touches(c, ctx.message)]
+
+
+def _resource(route: str) -> str:
+    """The collection a route belongs to: ``/inventory/{id}`` → ``inventory``."""
+    return route.strip("/").split("/", 1)[0]
 
 
 def touches(change: ApiChange, text: str) -> bool:

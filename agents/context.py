@@ -69,6 +69,10 @@ _RETRY_LEARNING = """
     SELECT signature, count(*) AS tried, count(*) FILTER (WHERE final = 'passed') AS rescued
     FROM retried JOIN final USING (run_id, nodeid) GROUP BY signature"""
 
+_FAILING_ROUTES = """
+    SELECT DISTINCT route FROM exchanges
+    WHERE run_id = $run AND status >= 500 AND status NOT IN (502, 503, 504)"""
+
 _INCIDENT_RUNS = """
     SELECT incident_id, count(DISTINCT run_id) AS runs FROM facts
     WHERE type = 'FailureLinked' GROUP BY incident_id"""
@@ -97,6 +101,7 @@ def build_contexts(
     records = _records(history, run_id, [t["nodeid"] for t in tests], window)
     learning = {r[0]: (r[1], r[2]) for r in history.sql(_RETRY_LEARNING, {"run": run_id}).rows}
     incident_runs = dict(history.sql(_INCIDENT_RUNS).rows)
+    failing_routes = frozenset(r[0] for r in history.sql(_FAILING_ROUTES, {"run": run_id}).rows)
     contexts = []
     for test in tests:
         link = links.get(test["failure_id"])
@@ -117,6 +122,7 @@ def build_contexts(
             retries_tried=tried,
             retries_rescued=rescued,
             changes=changes,
+            failing_routes=failing_routes,
         )
         contexts.append((test, context))
     return contexts

@@ -81,6 +81,8 @@ class Triage:
             decisions.append(_decision(run_id, test, links.get(test["failure_id"]), verdict))
         self.store.events.append([_fact(d) for d in decisions])
         decisions = self._act(history, decisions, changes, problems)
+        if self.escalate:
+            _attempt(problems, partial(_flush_outbox, self.store))
         return TriageResult(run_id, decisions, len(contexts) - len(decisions), problems)
 
     def _link(self, run_id: str) -> list[str]:
@@ -136,8 +138,21 @@ def _file_defect(store: Store, decision: Decision) -> str:
     from memory.incidents import Incidents
 
     incident = Incidents(store).get(decision.incident_id or "")
-    evidence = {"run_id": decision.run_id, "reason": decision.reason, **decision.evidence}
+    evidence = {
+        "run_id": decision.run_id,
+        "failure_id": decision.failure_id,
+        "reason": decision.reason,
+        **decision.evidence,
+    }
     return DefectAgent(store).escalate(incident, evidence).defect_id
+
+
+def _flush_outbox(store: Store) -> None:
+    """Defects a sink could not take earlier get another chance at every triage."""
+    from agents.defects import DefectAgent
+
+    if (store.root / "defects" / "outbox").is_dir():
+        DefectAgent(store).flush()
 
 
 def _decision(

@@ -1,0 +1,136 @@
+"""The analyzer's rules: each kind of evidence leads to its category and action."""
+
+from __future__ import annotations
+
+from agents.analyzer import Exchange, FailureContext, TestRecord, classify
+from agents.schema import REMOVED, RENAMED, STATUS_CHANGED, ApiChange
+
+GET_USER = Exchange("GET", "/users/{id}", 200)
+
+
+def failure(**overrides: object) -> FailureContext:
+    values: dict = {
+        "nodeid": "tests/test_users.py::test_get_user",
+        "phase": "call",
+        "exception_type": "AssertionError",
+        "message": "assert 404 == 200",
+        "exchanges": [GET_USER],
+    }
+    values.update(overrides)
+    return FailureContext(**values)
+
+
+def rename(observations: int = 2) -> ApiChange:
+    return ApiChange(
+        kind=RENAMED,
+        route="/users/{id}",
+        method="GET",
+        since_run="r3",
+        since_build="v1.3.0",
+        observations=observations,
+        path="name",
+        new_path="full_name",
+    )
+
+
+def test_rate_limited_answer_is_transient_and_retried() -> None:
+    verdict = classify(failure(exchanges=[Exchange("GET", "/inventory/{id}", 429, None, "1")]))
+    assert (verdict.action, verdict.category) == ("retry", "transient")
+    assert "429" in verdict.reason
+
+
+def test_timeout_is_transient() -> None:
+    verdict = classify(failure(exception_type="httpx.ReadTimeout", exchanges=[]))
+    assert (verdict.action, verdict.category) == ("retry", "transient")
+
+
+def test_transient_failure_that_retries_never_rescued_is_escalated() -> None:
+    ctx = failure(
+        exchanges=[Exchange("GET", "/orders/{id}", 503)], retries_tried=5, retries_rescued=0
+    )
+    assert classify(ctx).action == "escalate"
+
+
+def test_pass_on_retry_in_this_run_is_flaky() -> None:
+    verdict = classify(failure(attempts=2, final_outcome="passed"))
+    assert (verdict.action, verdict.category) == ("retry", "flaky")
+
+
+def test_history_of_flips_makes_a_failure_flaky() -> None:
+    verdict = classify(failure(history=TestRecord(runs=10, failed_runs=4, flip_rate=0.6)))
+    assert verdict.category == "flaky"
+
+
+def test_server_error_is_a_regression_to_escalate() -> None:
+    verdict = classify(
+        failure(exchanges=[Exchange("GET", "/orders/{id}", 500)], message="assert 500 == 200")
+    )
+    assert (verdict.action, verdict.category) == ("escalate", "regression")
+
+
+def test_renamed_field_the_assertion_touches_is_healed() -> None:
+    verdict = classify(failure(message="KeyError: 'name'", changes=[rename()]))
+    assert (verdict.action, verdict.category) == ("heal", "outdated")
+
+
+def test_change_seen_once_is_outdated_but_not_yet_healed() -> None:
+    verdict = classify(failure(message="KeyError: 'name'", changes=[rename(observations=1)]))
+    assert (verdict.action, verdict.category) == ("none", "outdated")
+
+
+def test_change_the_assertion_does_not_touch_is_ignored() -> None:
+    verdict = classify(failure(message="KeyError: 'email'", changes=[rename()]))
+    assert verdict.category != "outdated"
+
+
+def test_status_change_is_healed_when_the_assertion_compares_the_old_status() -> None:
+    change = ApiChange(
+        kind=STATUS_CHANGED,
+        route="/users",
+        method="POST",
+        since_run="r4",
+        since_build="v1.4.0",
+        observations=2,
+        old="201",
+        new="200",
+    )
+    ctx = failure(
+        message="assert 200 == 201", exchanges=[Exchange("POST", "/users", 200)], changes=[change]
+    )
+    assert classify(ctx).action == "heal"
+
+
+def test_field_removed_while_its_resource_fails_is_a_regression() -> None:
+    change = ApiChange(
+        kind=REMOVED,
+        route="/inventory",
+        method="GET",
+        since_run="r9",
+        since_build="v1.7.0",
+        observations=2,
+        path="items[].warehouse",
+    )
+    ctx = failure(
+        message="KeyError: 'warehouse'",
+        exchanges=[Exchange("GET", "/inventory", 200)],
+        changes=[change],
+        failing_routes=frozenset({"/inventory/{id}"}),
+    )
+    assert (classify(ctx).action, classify(ctx).category) == ("escalate", "regression")
+
+
+def test_recurring_unexplained_failure_is_escalated() -> None:
+    verdict = classify(failure(incident_runs=2))
+    assert (verdict.action, verdict.category) == ("escalate", "regression")
+
+
+def test_first_unexplained_sighting_waits() -> None:
+    verdict = classify(failure())
+    assert (verdict.action, verdict.category) == ("none", "unknown")
+
+
+def test_human_label_outweighs_the_evidence() -> None:
+    ctx = failure(exchanges=[Exchange("GET", "/orders/{id}", 500)], label="flaky")
+    verdict = classify(ctx)
+    assert (verdict.action, verdict.category) == ("retry", "flaky")
+    assert "labelled" in verdict.reason
