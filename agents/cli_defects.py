@@ -1,0 +1,54 @@
+"""``testmem defects``: the defects filed so far, and ``defects flush`` to retry the outbox."""
+
+from __future__ import annotations
+
+import click
+
+from memory.cli import cli, emit, emit_object, open_store, output_options
+
+# The table's columns; JSON and CSV give every key of `agents.defects.defects`.
+_COLUMNS = ["defect_id", "severity", "occurrences", "status", "reference", "title"]
+
+
+@cli.group(invoke_without_command=True)
+@output_options
+@click.pass_context
+def defects(ctx: click.Context, fmt: str, as_json: bool) -> None:
+    """Defects filed by the defect agent (one per incident), and pending ones.
+
+    Example: testmem defects --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from agents.defects import defects as list_defects
+
+    rows = list_defects(open_store())
+    columns = list(rows[0]) if rows and (as_json or fmt != "table") else _COLUMNS
+    emit(columns, [tuple(r[c] for c in columns) for r in rows], fmt, as_json)
+
+
+@defects.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def flush(ctx: click.Context, as_json: bool) -> None:
+    """Retry every defect action waiting in the outbox (a sink that failed).
+
+    Exits 1 when some actions are still pending afterwards.
+
+    Example: testmem defects flush
+    """
+    import warnings
+
+    from agents.defects import DefectAgent, DefectWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DefectWarning)  # reported below instead
+        result = DefectAgent(open_store()).flush()
+    emit_object(
+        {"delivered": result.delivered, "pending": result.pending, "errors": result.errors},
+        as_json,
+    )
+    for error in result.errors:
+        click.echo(f"testmem: warning: {error}", err=True)
+    if result.pending:
+        ctx.exit(1)
