@@ -87,7 +87,7 @@ def classify(ctx: FailureContext, heal_after: int = 2) -> Verdict:
     A test is healed only once its API change held in ``heal_after`` runs.
     """
     outdated = partial(_outdated, heal_after=heal_after)
-    for rule in (_labelled, _transient, _flaky, outdated, _regression):
+    for rule in (_labelled, _transient, _rescued, outdated, _flaky, _regression):
         verdict = rule(ctx)
         if verdict is not None:
             return verdict
@@ -151,20 +151,25 @@ def _is_transient_error(text: str) -> bool:
     return any(word in text for word in TRANSIENT_ERRORS)
 
 
-def _flaky(ctx: FailureContext) -> Verdict | None:
-    h = ctx.history
-    evidence = {"runs": h.runs, "flip_rate": h.flip_rate, "retry_pass_rate": h.retry_pass_rate}
+def _rescued(ctx: FailureContext) -> Verdict | None:
     if ctx.attempts > 1 and ctx.final_outcome == "passed":
-        return Verdict("retry", "flaky", "failed, then passed on retry in this run", 0.85, evidence)
-    if _server_errors(ctx):
-        return None
-    if h.runs >= 3 and (h.retry_pass_rate > 0 or h.flip_rate >= 0.3):
-        reason = (
-            f"flaky by history: flip rate {h.flip_rate:.2f}, "
-            f"passed on retry in {h.retry_pass_rate:.0%} of runs"
-        )
-        return Verdict("retry", "flaky", reason, 0.75, evidence)
+        return Verdict("retry", "flaky", "failed, then passed on retry in this run", 0.85)
     return None
+
+
+def _flaky(ctx: FailureContext) -> Verdict | None:
+    """Flaky by history: it flipped back and forth, or retries rescued it before.
+    One flip is not flakiness: a test that broke once and stays broken flipped once."""
+    h = ctx.history
+    flips = round(h.flip_rate * max(h.runs - 1, 0))
+    if _server_errors(ctx) or h.runs < 3 or not (h.retry_pass_rate > 0 or flips >= 2):
+        return None
+    evidence = {"runs": h.runs, "flips": flips, "retry_pass_rate": h.retry_pass_rate}
+    reason = (
+        f"flaky by history: {flips} flips in {h.runs} runs, "
+        f"passed on retry in {h.retry_pass_rate:.0%} of runs"
+    )
+    return Verdict("retry", "flaky", reason, 0.75, evidence)
 
 
 def _outdated(ctx: FailureContext, heal_after: int) -> Verdict | None:

@@ -134,3 +134,14 @@ def test_human_label_outweighs_the_evidence() -> None:
     verdict = classify(ctx)
     assert (verdict.action, verdict.category) == ("retry", "flaky")
     assert "labelled" in verdict.reason
+
+
+def test_a_single_flip_is_not_flakiness() -> None:
+    broke_once = TestRecord(runs=4, failed_runs=1, flip_rate=1 / 3)
+    assert classify(failure(history=broke_once)).category != "flaky"
+
+
+def test_api_change_outweighs_a_flaky_history() -> None:
+    flaky = TestRecord(runs=10, failed_runs=5, flip_rate=0.6)
+    verdict = classify(failure(message="KeyError: 'name'", changes=[rename()], history=flaky))
+    assert (verdict.action, verdict.category) == ("heal", "outdated")
