@@ -14,6 +14,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -325,6 +326,45 @@ def to_row(event: Event) -> dict[str, Any]:
             row[name] = value
     row["day"] = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d")
     return row
+
+
+def to_table(events: Sequence[Event]) -> pa.Table:
+    """Events to an Arrow table of the log's schema, the same rows `to_row`
+    gives, built column by column per event class: several times faster than
+    going through one dict per event, which matters on the recorder's path."""
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    by_class: dict[type[Event], list[Event]] = {}
+    for event in events:
+        by_class.setdefault(type(event), []).append(event)
+    parts = []
+    for cls, group in by_class.items():
+        columns = _columns_of(cls, group)
+        arrays = [
+            pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(len(group), f.type)
+            for f in schema
+            if f.name != "day"
+        ]
+        day = arrays[schema.get_field_index("occurred_at")].cast(pa.date32()).cast(pa.string())
+        parts.append(pa.Table.from_arrays([*arrays, day], schema=schema))
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def _columns_of(cls: type[Event], group: list[Event]) -> dict[str, list[Any]]:
+    """The values of each column for events of one class (blobs as five columns)."""
+    columns: dict[str, list[Any]] = {"type": [e.TYPE for e in group]}
+    for name in _field_names(cls):
+        values = [getattr(e, name) for e in group]
+        if name in BLOB_FIELDS:
+            columns[name] = [b.text for b in values]
+            columns[name + "_size"] = [b.size for b in values]
+            columns[name + "_sha256"] = [b.sha256 for b in values]
+            columns[name + "_encoding"] = [b.encoding for b in values]
+            columns[name + "_truncated"] = [b.truncated for b in values]
+        else:
+            columns[name] = values
+    return columns
 
 
 def from_row(row: dict[str, Any]) -> Event:

@@ -8,6 +8,7 @@ events and flushes them in batches by count, by age and on close.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memory.errors import StoreError, TransientStoreError
-from memory.events import Event, arrow_schema, to_row
+from memory.events import Event, arrow_schema, to_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,7 +46,7 @@ class EventLog:
     def append(self, events: Sequence[Event]) -> None:
         """Append events as one atomic commit (retried on commit conflicts)."""
         if events:
-            self.append_table(rows_to_table([to_row(e) for e in events]))
+            self.append_table(events_to_table(events))
 
     def append_table(self, table: pa.Table) -> None:
         from deltalake import WriterProperties, write_deltalake
@@ -90,7 +91,7 @@ class EventLog:
             table.update_incremental()
             after = len(table.file_uris())
             removed = table.vacuum(
-                retention_hours=int(vacuum_hours),
+                retention_hours=math.ceil(vacuum_hours),  # never rounds down to 0
                 enforce_retention_duration=False,
                 dry_run=False,
             )
@@ -118,20 +119,31 @@ def _count(table: Any) -> int:
     return int(sum(actions.column("num_records").to_pylist()))
 
 
+def events_to_table(events: Sequence[Event]) -> pa.Table:
+    """Events to an Arrow table as the log stores it (see `rows_to_table`)."""
+    return _sorted(to_table(events))
+
+
 def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
     """Rows to an Arrow table with the declared schema, sorted so Parquet
     statistics let readers skip row groups by event type and test."""
     import pyarrow as pa
 
-    table = pa.Table.from_pylist(list(rows), schema=arrow_schema())
+    return _sorted(pa.Table.from_pylist(list(rows), schema=arrow_schema()))
+
+
+def _sorted(table: pa.Table) -> pa.Table:
     return table.sort_by([("type", "ascending"), ("nodeid", "ascending")])
 
 
 def _translate(exc: Exception, context: str) -> StoreError:
     """Map deltalake/OS errors to ours, marking commit conflicts transient."""
     text = f"{type(exc).__name__}: {exc}"
+    # Losing a race to create the table shows as "Protocol/Metadata changed
+    # since last commit": the retry then appends to the table the winner made.
     transient = any(
-        word in text for word in ("Conflict", "conflict", "already exists", "VersionAlreadyExists")
+        word in text
+        for word in ("onflict", "already exists", "VersionAlreadyExists", "since last commit")
     )
     cls = TransientStoreError if transient else StoreError
     return cls(f"{context}: {text.splitlines()[0] if text else type(exc).__name__}")

@@ -81,6 +81,9 @@ class History:
         self.store = store
         self.db = duckdb.connect(":memory:")
         self.db.execute("SET threads TO 2")
+        # Every view re-binds `events`, which reads each file's footer: read them once.
+        self.db.execute("SET parquet_metadata_cache = true")
+        self._locked = False
         self._create_views(store.events.files())
 
     def _create_views(self, files: list[str]) -> None:
@@ -112,6 +115,9 @@ class History:
 
     def _lock_down(self) -> None:
         """From here on DuckDB may read only the store's files and change no setting."""
+        if self._locked:  # the configuration cannot be set twice
+            return
+        self._locked = True
         root = str(self.store.root.resolve()).replace("'", "''")
         self.db.execute(f"SET allowed_directories = ['{root}']")
         self.db.execute("SET enable_external_access = false")
@@ -178,17 +184,17 @@ class History:
         return self.sql(
             """
             WITH per_run AS (
-                SELECT nodeid, run_id, min(occurred_at) AS at,
+                SELECT nodeid, run_id, min(occurred_at) AS first_at,
                        arg_max(outcome, attempt) AS final,
                        bool_or(outcome IN ('failed', 'error')) AS failed_once,
                        max(attempt) AS attempts
                 FROM results WHERE outcome NOT IN ('skipped', 'xfailed')
                 GROUP BY nodeid, run_id
             ), recent AS (
-                SELECT *, row_number() OVER (PARTITION BY nodeid ORDER BY at DESC) AS n
+                SELECT *, row_number() OVER (PARTITION BY nodeid ORDER BY first_at DESC) AS n
                 FROM per_run
             ), ordered AS (
-                SELECT *, lag(final) OVER (PARTITION BY nodeid ORDER BY at) AS previous
+                SELECT *, lag(final) OVER (PARTITION BY nodeid ORDER BY first_at) AS previous
                 FROM recent WHERE n <= ?
             )
             SELECT nodeid, count(*) AS runs,
@@ -197,7 +203,7 @@ class History:
                    round(count(*) FILTER (WHERE failed_once AND final = 'passed')
                          / count(*), 3) AS retry_pass_rate,
                    count(*) FILTER (WHERE final IN ('failed', 'error')) AS failed_runs,
-                   max(at) AS last_seen
+                   max(first_at) AS last_seen
             FROM ordered GROUP BY nodeid
             HAVING count(*) >= ? AND (flip_rate > 0 OR retry_pass_rate > 0)
             ORDER BY flip_rate + retry_pass_rate DESC, nodeid LIMIT ?""",

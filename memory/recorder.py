@@ -38,7 +38,7 @@ from memory.events import (
 from memory.log import EventWriter
 from memory.redact import Redactor
 from memory.store import Store
-from memory.transport import Tap, activate, active_tap
+from memory.tap import Tap, activate, active_tap
 
 _BUILD_VARS = (
     "GITHUB_SHA",

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,14 +30,16 @@ DEFAULT_FIELDS = frozenset(
         "authorization",
     }
 )
-# Bearer/basic credentials and key=value secrets inside free text.
-_TEXT_PATTERNS = (
-    re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(
-        r"(?i)\b(password|passwd|token|secret|api[_-]?key|access_token|client_secret)"
-        r"(\"?\s*[=:]\s*\"?)[^\s\"'&,;}]+"
-    ),
-)
+# Bearer/basic credentials inside free text.
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
+
+
+@lru_cache(maxsize=16)
+def _assignment(names: frozenset[str]) -> re.Pattern[str]:
+    """``name=value``, ``"name": "value"`` and Python's ``'name': 'value'`` for
+    any of the names (a failing assertion shows dicts in their repr)."""
+    alternatives = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
+    return re.compile(rf"(?i)\b({alternatives}|api[_-]?key)(['\"]?\s*[=:]\s*['\"]?)[^\s\"'&,;}}]+")
 
 
 def _normalise(names: Iterable[str]) -> frozenset[str]:
@@ -77,9 +80,11 @@ class Redactor:
         parts = urlsplit(url)
         if not parts.query and not parts.password:
             return url
-        query = urlencode(
-            [(k, MASK if k.lower() in self.params else v) for k, v in parse_qsl(parts.query, True)],
-            safe="[]",
+        pairs = parse_qsl(parts.query, True)
+        query = (  # re-encoded only when masked: the recorded URL is the one sent
+            urlencode([(k, MASK if k.lower() in self.params else v) for k, v in pairs], safe="[]")
+            if any(k.lower() in self.params for k, _ in pairs)
+            else parts.query
         )
         netloc = (
             parts.netloc.replace(f":{parts.password}@", f":{MASK}@")
@@ -94,7 +99,11 @@ class Redactor:
         try:
             if "json" in kind or content.lstrip()[:1] in (b"{", b"["):
                 data = json.loads(content)
-                return json.dumps(self.value(data), ensure_ascii=False).encode()
+                masked = self.value(data)
+                # Unchanged bodies keep their bytes, so size and sha256 are the real ones.
+                return (
+                    content if masked == data else json.dumps(masked, ensure_ascii=False).encode()
+                )
             if "x-www-form-urlencoded" in kind:
                 pairs = parse_qsl(content.decode(), keep_blank_values=True)
                 return urlencode(
@@ -120,11 +129,12 @@ class Redactor:
         return data
 
     def text(self, text: str) -> str:
-        """Mask credentials that appear inside free text."""
+        """Mask credentials (and configured fields and parameters) inside free text."""
         if not any(c in text for c in ("=", ":", " ")):
             return text
-        text = _TEXT_PATTERNS[0].sub(lambda m: f"{m.group(1)} {MASK}", text)
-        return _TEXT_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        text = _CREDENTIAL.sub(lambda m: f"{m.group(1)} {MASK}", text)
+        pattern = _assignment(self.fields | self.params)
+        return pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
 
 DEFAULT_REDACTOR = Redactor()

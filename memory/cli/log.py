@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
-from memory.cli import cli, emit, emit_object, open_store, output_options
+from memory.cli import cli, emit, emit_record, open_store, output_options
 from memory.query import History
 
 
@@ -78,23 +80,27 @@ def query(sql: str, fmt: str, as_json: bool) -> None:
     show_default=True,
     help="Delete replaced files older than this (readers may still use newer ones).",
 )
-def compact(vacuum_hours: float) -> None:
+@output_options
+def compact(vacuum_hours: float, fmt: str, as_json: bool) -> None:
     """Merge the log's small files; readers never see duplicates.
 
     Example: testmem compact
     """
     result = open_store().events.compact(vacuum_hours)
-    click.echo(
-        f"compacted {result.files_before} files into {result.files_after} "
-        f"({result.events} events; {result.files_removed} old files deleted)"
-    )
+    if fmt == "table" and not as_json:
+        click.echo(
+            f"compacted {result.files_before} files into {result.files_after} "
+            f"({result.events} events; {result.files_removed} old files deleted)"
+        )
+    else:
+        emit_record(dataclasses.asdict(result), fmt, as_json)
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def stats(as_json: bool) -> None:
+@output_options
+def stats(fmt: str, as_json: bool) -> None:
     """Size and contents of the store.
 
     Example: testmem stats --json
     """
-    emit_object(History(open_store()).stats(), as_json)
+    emit_record(History(open_store()).stats(), fmt, as_json)

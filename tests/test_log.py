@@ -1,0 +1,166 @@
+"""The event log: atomic batches, concurrent writers, compaction without duplicates."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from memory.cli import cli
+from memory.errors import StoreError
+from memory.events import Blob, Fact, HttpExchanged, TestFinished, from_row, to_row
+from memory.log import EventLog, EventWriter
+from memory.query import History
+from memory.store import Store
+
+
+def results(run_id: str, count: int, prefix: str = "t") -> list[TestFinished]:
+    return [
+        TestFinished(run_id=run_id, nodeid=f"tests/test_x.py::{prefix}{i}") for i in range(count)
+    ]
+
+
+def event_ids(root: Path) -> list[str]:
+    return [row[0] for row in History(Store.open(root)).sql("SELECT event_id FROM events").rows]
+
+
+def test_an_append_is_one_commit_readable_back_as_the_same_events(store_dir):
+    log = Store(store_dir).events
+    written = [
+        *results("r1", 3),
+        HttpExchanged(run_id="r1", exchange_id="x1", response_body=Blob.of(b"\xff\x00")),
+        Fact.of("DecisionMade", "r1", nodeid="n", action="retry", confidence=0.9),
+    ]
+    log.append(written)
+    assert log.version() == 0
+    table = _read_table(log)
+    read = [from_row(row) for row in table.to_pylist()]
+    assert sorted(read, key=lambda e: e.event_id) == sorted(written, key=lambda e: e.event_id)
+
+
+def _read_table(log: EventLog):
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(log.path)).to_pyarrow_table()
+
+
+def test_rows_round_trip_every_event_type():
+    fact = Fact.of("FailureLinked", "r", failure_id="f", incident_id="i", score=0.5)
+    for event in (*results("r", 1), fact):
+        assert from_row(to_row(event)) == event
+    assert from_row(to_row(fact)).data == {"score": 0.5}  # type: ignore[attr-defined]
+
+
+def test_the_writer_flushes_by_count(store_dir):
+    writer = EventWriter(Store(store_dir).events, batch_size=5, max_age_s=600)
+    for event in results("r", 12):
+        writer.add(event)
+    assert writer.written == 10  # two full batches, two events still waiting
+    writer.close()
+    assert writer.written == 12
+    assert len(event_ids(store_dir)) == 12
+
+
+def test_the_writer_flushes_by_age(store_dir):
+    writer = EventWriter(Store(store_dir).events, batch_size=1000, max_age_s=0.1)
+    writer.add(results("r", 1)[0])
+    deadline = time.monotonic() + 10
+    while writer.written == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.written == 1
+    writer.close()
+
+
+def test_a_writer_that_cannot_write_reports_once_per_batch_and_never_raises(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    errors: list[tuple[StoreError, int]] = []
+    writer = EventWriter(
+        EventLog(blocker / "events"), batch_size=3, on_error=lambda e, n: errors.append((e, n))
+    )
+    for event in results("r", 4):
+        writer.add(event)
+    writer.close()
+    assert writer.lost == 4 and writer.written == 0
+    assert [n for _, n in errors] == [3, 1]
+
+
+def _append_batches(root: str, writer: int, batches: int, size: int, start: Any = None) -> None:
+    import deltalake  # noqa: F401  (imported before the start line, so writers really race)
+
+    if start is not None:
+        start.wait()
+    log = EventLog(Path(root) / "events")
+    for batch in range(batches):
+        log.append(results(f"run-{writer}", size, prefix=f"b{batch}-"))
+
+
+def test_four_processes_creating_and_appending_at_once_lose_and_duplicate_nothing(store_dir):
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(4)
+    writers = [
+        spawn.Process(target=_append_batches, args=(str(store_dir), w, 6, 25, start))
+        for w in range(4)
+    ]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(timeout=120)
+    assert [p.exitcode for p in writers] == [0, 0, 0, 0]
+    ids = event_ids(store_dir)
+    assert len(ids) == len(set(ids)) == 4 * 6 * 25
+    per_run = History(Store.open(store_dir)).sql(
+        "SELECT run_id, count(*) FROM events GROUP BY run_id ORDER BY run_id"
+    )
+    assert per_run.rows == [(f"run-{w}", 150) for w in range(4)]
+
+
+def test_compact_keeps_exactly_the_same_events(store_dir):
+    log = Store(store_dir).events
+    for batch in range(12):
+        log.append(results("r", 5, prefix=f"b{batch}-"))
+    before = Counter(event_ids(store_dir))
+    result = CliRunner().invoke(cli, ["--dir", str(store_dir), "compact"])
+    assert result.exit_code == 0, result.output
+    assert "compacted 12 files into 1" in result.output
+    assert Counter(event_ids(store_dir)) == before
+    assert len(log.files()) == 1
+
+
+def test_a_reader_that_listed_files_before_compaction_sees_no_duplicates(store_dir):
+    log = Store(store_dir).events
+    for batch in range(6):
+        log.append(results("r", 5, prefix=f"b{batch}-"))
+    reader = History(Store.open(store_dir))
+    log.compact()
+    counted = reader.sql("SELECT count(*), count(DISTINCT event_id) FROM events").rows
+    assert counted == [(30, 30)]
+    assert History(Store.open(store_dir)).sql("SELECT count(*) FROM events").rows == [(30,)]
+
+
+def test_compaction_while_others_append_loses_nothing(store_dir):
+    log = Store(store_dir).events
+    log.append(results("seed", 5))
+    spawn = multiprocessing.get_context("spawn")
+    writers = [
+        spawn.Process(target=_append_batches, args=(str(store_dir), w, 8, 10)) for w in range(2)
+    ]
+    for process in writers:
+        process.start()
+    while any(p.is_alive() for p in writers):
+        log.compact()
+    for process in writers:
+        process.join(timeout=120)
+    log.compact()
+    ids = event_ids(store_dir)
+    assert len(ids) == len(set(ids)) == 5 + 2 * 8 * 10
+
+
+def test_compacting_a_missing_log_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="no event log"):
+        EventLog(tmp_path / "nothing").compact()
