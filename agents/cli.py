@@ -8,6 +8,7 @@ __all__ = ["cli", "main"]
 
 from agents import (
     cli_defects,  # noqa: F401  (registers the commands)
+    cli_demo,  # noqa: F401  (registers the commands)
     cli_heal,  # noqa: F401  (registers the commands)
     cli_triage,  # noqa: F401  (registers the commands)
 )

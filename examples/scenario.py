@@ -178,14 +178,18 @@ _DECIDED = """
            list(x.status) FILTER (WHERE x.status IS NOT NULL) AS statuses,
            string_agg(x.response_body, ' ') AS bodies
     FROM facts d
-    JOIN failures f ON f.run_id = d.run_id AND f.nodeid = d.nodeid
-    LEFT JOIN exchanges x ON x.run_id = d.run_id AND x.nodeid = d.nodeid
+    JOIN failures f ON f.failure_id = d.failure_id
+    LEFT JOIN exchanges x ON x.run_id = d.run_id AND list_contains(f.exchange_ids, x.exchange_id)
     WHERE d.type = 'DecisionMade' AND d.run_id = ?
     GROUP BY ALL ORDER BY d.nodeid"""
 
 
 def judge(history: History, run_id: str, build: Build) -> list[Judged]:
-    """Every decision of the run, with its true cause and whether it was right."""
+    """Every decision of the run, with its true cause and whether it was right.
+
+    The cause is read from the attempt the decision was about (the last one):
+    a test that met a 503, was retried and then met a regression's 500 is
+    failing because of the regression."""
     judged = {}
     for row in history.sql(_DECIDED, [run_id]).dicts():
         cause = cause_of(

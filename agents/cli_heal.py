@@ -1,0 +1,122 @@
+"""Commands of the healer and the generator: heal propose|apply, heals, generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memory.cli import cli, emit, open_store, output_options
+
+
+@cli.group()
+def heal() -> None:
+    """Propose and apply patches to tests the API outgrew.
+
+    Example: testmem heal apply 3f2a9c1b7d4e
+    """
+
+
+@heal.command("propose")
+@click.option("--run", default=None, help="Run id or unique prefix [latest].")
+@click.option(
+    "--min-observations",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Runs an API change must have held in.",
+)
+@output_options
+def heal_propose(run: str | None, min_observations: int, fmt: str, as_json: bool) -> None:
+    """Propose a heal for every failed test of a run that an API change explains.
+
+    Example: testmem heal propose --run latest
+    """
+    from agents.healer import Heal, propose_heal
+    from memory.query import History
+
+    store = open_store()
+    history = History(store)
+    run_id = history.resolve_run(run)
+    rows: list[tuple[str, str | None, str]] = []
+    for failure in history.sql(
+        "SELECT * FROM failures WHERE run_id = ? ORDER BY occurred_at", [run_id]
+    ).dicts():
+        result = propose_heal(store, history, failure, min_observations=min_observations)
+        if isinstance(result, Heal):
+            rows.append((failure["nodeid"], result.heal_id, result.change.describe()))
+        else:
+            rows.append((failure["nodeid"], None, result.reason))
+    emit(["nodeid", "heal_id", "why"], rows, fmt, as_json)
+
+
+@heal.command("apply")
+@click.argument("heal_id")
+@click.option("--api-base-url", default=None, help="API to verify against [the one recorded].")
+def heal_apply(heal_id: str, api_base_url: str | None) -> None:
+    """Apply a proposed heal to its test file and re-run the test to verify it.
+
+    A heal whose test still fails is recorded as failed and the file restored.
+    Exits 1 when the healed test fails.
+
+    Example: testmem heal apply 3f2a9c1b7d4e --api-base-url http://127.0.0.1:8000
+    """
+    from agents.healer import apply_heal
+    from memory.query import History
+
+    store = open_store()
+    outcome = apply_heal(store, History(store), heal_id, api_base_url)
+    click.echo(f"heal {outcome.heal_id}: {outcome.status}")
+    if outcome.status != "verified":
+        click.echo(outcome.output.rstrip(), err=True)
+        raise SystemExit(1)
+
+
+@cli.command()
+@output_options
+def heals(fmt: str, as_json: bool) -> None:
+    """Heals proposed, with their status: proposed, verified or failed.
+
+    Example: testmem heals --json
+    """
+    from agents.healer import heals as list_heals
+    from memory.query import History
+
+    result = list_heals(History(open_store()))
+    emit(result.columns, result.rows, fmt, as_json)
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("tests/generated"),
+    show_default=True,
+    help="Directory of the generated test files.",
+)
+@click.option("--api-base-url", default=None, help="API to verify against [the one recorded].")
+@click.option(
+    "--min-observations",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Runs a new field or route must have been seen in.",
+)
+@output_options
+def generate(
+    out: Path, api_base_url: str | None, min_observations: int, fmt: str, as_json: bool
+) -> None:
+    """Generate tests for new fields and routes of the API; keep those that pass.
+
+    Example: testmem generate --out tests/generated
+    """
+    from agents.generator import generate_tests
+    from memory.query import History
+
+    store = open_store()
+    results = generate_tests(store, History(store), out, api_base_url, min_observations)
+    rows = [
+        (g.method, g.route, ", ".join(g.fields) or "(new route)", g.path, len(g.tests), g.reason)
+        for g in results
+    ]
+    emit(["method", "route", "fields", "path", "tests", "reason"], rows, fmt, as_json)
