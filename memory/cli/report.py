@@ -1,0 +1,111 @@
+"""Commands for reading the history at a glance and bringing in old history:
+report, trends, import junit."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from memory.cli import F, cli, open_store
+from memory.report.model import ENV_TZ
+
+if TYPE_CHECKING:
+    from memory.report import Report
+
+_DATE = click.DateTime(["%Y-%m-%d"])
+
+
+def _week_options(f: F) -> F:
+    f = click.option(
+        "--tz",
+        envvar=ENV_TZ,
+        default="UTC",
+        show_default=True,
+        help=f"Time zone whose Monday midnight starts a week [${ENV_TZ}].",
+    )(f)
+    f = click.option("--until", type=_DATE, help="Last week: the one holding this date [today].")(f)
+    f = click.option("--since", type=_DATE, help="First week: the one holding this date.")(f)
+    return click.option("--weeks", default=8, show_default=True, help="How many ISO weeks.")(f)
+
+
+def _report(weeks: int, since: datetime | None, until: datetime | None, tz: str) -> Report:
+    from memory.query import History
+    from memory.report import weekly_report
+
+    history = History(open_store(must_exist=False))
+    return weekly_report(history, weeks, _day(since), _day(until), tz)
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+@cli.command()
+@_week_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md", "json"]),
+    default="html",
+    show_default=True,
+    help="html: one self-contained file; md: for a PR comment; json: for tools.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here [stdout].")
+def report(
+    weeks: int, since: datetime | None, until: datetime | None, tz: str, fmt: str, out: Path | None
+) -> None:
+    """A weekly trend report: runs, pass rate, failures by category, flaky tests,
+    incidents, retries, slow tests and routes, each with the change against the
+    week before.
+
+    Example: testmem report --weeks 12 --format html --out report.html
+    """
+    from memory.report import render
+
+    text = render(_report(weeks, since, until, tz), fmt)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(text.encode()):,} bytes)", err=True)
+
+
+@cli.command()
+@_week_options
+def trends(weeks: int, since: datetime | None, until: datetime | None, tz: str) -> None:
+    """Headline figures per week, with sparklines, in the terminal.
+
+    Example: testmem trends --weeks 26
+    """
+    from memory.report import render_trends
+
+    click.echo(render_trends(_report(weeks, since, until, tz)))
+
+
+@cli.group(name="import")
+def import_group() -> None:
+    """Bring history recorded by other test runners into the store.
+
+    Example: testmem import junit reports/*.xml
+    """
+
+
+@import_group.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def junit(files: tuple[Path, ...]) -> None:
+    """Import JUnit XML reports (pytest, Maven Surefire, Jest, gotestsum...) as
+    runs, results and failures. Importing the same file twice adds nothing.
+
+    Example: testmem import junit target/surefire-reports/*.xml
+    """
+    from memory.junit import import_junit
+
+    result = import_junit(open_store(must_exist=False), list(files))
+    click.echo(
+        f"imported {result.runs} runs ({result.tests:,} test cases, {result.failures:,} "
+        f"failures); skipped {result.skipped} already imported"
+    )

@@ -1,0 +1,51 @@
+"""Weekly trend reports from the event log: figures per ISO week with the
+change against the week before, rendered as HTML, Markdown, JSON or a terminal
+table of sparklines.
+
+    report = weekly_report(History(store), weeks=8, tz="Europe/Paris")
+    Path("report.html").write_text(render(report, "html"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from typing import TYPE_CHECKING
+
+from memory.report.model import ENV_TZ, Period, Report, ReportError, resolve_tz
+from memory.report.text import render_markdown, render_trends
+
+if TYPE_CHECKING:
+    from memory.query import History
+
+FORMATS = ("html", "md", "json")
+
+__all__ = ["FORMATS", "Report", "ReportError", "render", "render_trends", "weekly_report"]
+
+
+def weekly_report(
+    history: History,
+    weeks: int = 8,
+    since: date | None = None,
+    until: date | None = None,
+    tz: str | None = None,
+) -> Report:
+    """The figures of the ISO weeks from ``since`` (or ``weeks`` back) to ``until``
+    (default: this week), in time zone ``tz`` (default ``$TESTMEM_TZ``, else UTC)."""
+    from memory.report.figures import build_report  # DuckDB only when a report is made
+
+    period = Period.of(weeks, since, until, resolve_tz(tz or os.environ.get(ENV_TZ)))
+    return build_report(history, period)
+
+
+def render(report: Report, fmt: str) -> str:
+    if fmt == "html":
+        from memory.report.html import render_html
+
+        return render_html(report)
+    if fmt == "md":
+        return render_markdown(report)
+    if fmt == "json":
+        return json.dumps(report.to_dict(), ensure_ascii=False, indent=1, default=str) + "\n"
+    raise ReportError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")

@@ -1,0 +1,440 @@
+"""The report's figures, computed by DuckDB over the `History` views.
+
+Every section is one grouped SQL query per ISO week (weeks start at Monday
+midnight in the report's time zone); Python only reshapes the few rows that
+come back. Definitions, so the numbers can be trusted and argued with:
+
+- tests executed / pass rate: first attempts that were not skipped; a pass is
+  passed, xfailed or xpassed. Failures count `FailureObserved` events.
+- category: the latest `DecisionMade` for the failure, else "unknown".
+- flakiness of a test in a week: min(runs it passed in, at once or on retry;
+  runs it failed first) / its runs, so 0 is steady and 0.5 a coin toss.
+- incident: the `FailureLinked` facts of one incident (merged ones count as
+  the incident they were merged into). Resolved once `RESOLVED_AFTER_RUNS`
+  runs started after its last sighting without seeing it again (its failure
+  would have been linked to it); time to resolve runs from first sighting.
+- HTTP error: a transport error or a 5xx status. Schema change: the set of
+  top-level keys of a route's JSON object responses differs from the week before.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from memory.query import History
+from memory.report.model import (
+    CATEGORIES,
+    METRICS,
+    RESOLVED_AFTER_RUNS,
+    Period,
+    Report,
+    WeekFigures,
+    change,
+    week_label,
+)
+
+TOP = 10
+_FACT_TYPES = ["DefectFiled", "HealProposed", "HealVerified", "TestsGenerated", "RetryAttempted"]
+
+
+def build_report(history: History, period: Period) -> Report:
+    """All figures of ``period`` from the store behind ``history``."""
+    _prepare(history, period)
+    values = {start: dict.fromkeys((m.key for m in METRICS), 0.0) for start in _all(period)}
+    for section in (_runs, _tests, _failures, _facts, _incidents, _http):
+        for start, figures in section(history):
+            if start in values:
+                values[start].update(figures)
+    weeks = _with_changes(period, values)
+    return Report(
+        store=str(history.store.root),
+        tz=period.tz,
+        generated_at=datetime.now(UTC),
+        weeks=weeks,
+        flaky=_flaky(history, period),
+        slowest=_slowest(history, period),
+        routes=_routes(history, period),
+        notes=_notes(),
+    )
+
+
+def _all(period: Period) -> list[date]:
+    return [period.previous, *period.starts]
+
+
+def _prepare(history: History, period: Period) -> None:
+    """Week macros, and the tables every section reads instead of the whole log:
+    one scan of the results (per test and week) and one of the rare events."""
+    sql = history.sql
+    _week_macros(history, period)
+    sql(
+        "CREATE OR REPLACE TEMP TABLE bounds AS SELECT ?::TIMESTAMPTZ AS lo, ?::TIMESTAMPTZ AS hi",
+        list(period.bounds()),
+    )
+    sql("CREATE OR REPLACE TEMP TABLE weeks AS SELECT unnest(?::DATE[]) AS week", [_all(period)])
+    # Runs, failures and facts are few: kept whole, since incidents look back before the window.
+    sql(
+        """CREATE OR REPLACE TEMP TABLE notable AS
+        SELECT type, run_id, occurred_at, nodeid, failure_id, incident_id, detail FROM events
+        WHERE type NOT IN ('TestFinished', 'HttpExchanged', 'RunFinished')"""
+    )
+    sql(
+        """CREATE OR REPLACE TEMP TABLE test_weeks AS
+        SELECT week_in(occurred_at) AS week, nodeid,
+               count(*) FILTER (attempt = 1 AND outcome <> 'skipped') AS runs,
+               count(*) FILTER (attempt = 1 AND outcome IN ('passed', 'xfailed', 'xpassed'))
+                   AS passed,
+               count(*) FILTER (attempt = 1 AND outcome IN ('failed', 'error')) AS failed,
+               count(*) FILTER (attempt > 1 AND outcome = 'passed') AS rescued,
+               avg(duration_s) FILTER (attempt = 1 AND outcome <> 'skipped') AS mean_s
+        FROM results, bounds WHERE occurred_at >= lo AND occurred_at < hi
+        GROUP BY ALL"""
+    )
+
+
+def _week_macros(history: History, period: Period) -> None:
+    """``week_of(ts)``: the Monday starting the week of ``ts`` in the report's time zone.
+    ``week_in(ts)`` gives the same for instants inside the report's bounds, by integer
+    arithmetic on precomputed week starts: a time zone lookup per row costs seconds
+    over millions of results."""
+    tz = period.tz.replace("'", "''")  # validated by resolve_tz; quoted anyway
+    sql = history.sql
+    sql(f"""CREATE OR REPLACE TEMP MACRO week_of(ts) AS
+            date_trunc('week', timezone('{tz}', ts))::DATE""")
+    sql(f"CREATE OR REPLACE TEMP MACRO week_end(w) AS timezone('{tz}', (w + 7)::TIMESTAMP)")
+    zone = ZoneInfo(period.tz)
+    days = _all(period)
+    starts = [
+        int(datetime.combine(d, time.min, zone).timestamp() * 1_000_000)
+        for d in [*days, days[-1] + timedelta(weeks=1)]
+    ]
+    weeks = ", ".join(f"DATE '{d.isoformat()}'" for d in days)
+    sql(f"""CREATE OR REPLACE TEMP MACRO week_guess(us) AS
+            least(greatest((us - {starts[0]}) // {7 * 86_400_000_000}, 0), {len(days) - 1})""")
+    # The guess is off by one at most, near a daylight-saving shift: correct it.
+    sql(f"""CREATE OR REPLACE TEMP MACRO week_index(us) AS week_guess(us)
+            + (us >= {starts}[week_guess(us) + 2])::INT
+            - (us < {starts}[week_guess(us) + 1])::INT""")
+    sql(f"CREATE OR REPLACE TEMP MACRO week_in(ts) AS [{weeks}][week_index(epoch_us(ts)) + 1]")
+
+
+def _rows(history: History, sql: str) -> list[tuple[Any, ...]]:
+    return history.sql(sql).rows
+
+
+def _runs(history: History) -> list[tuple[date, dict[str, Any]]]:
+    rows = _rows(
+        history,
+        """SELECT week_of(occurred_at), count(*) FROM notable, bounds
+           WHERE type = 'RunStarted' AND occurred_at >= lo AND occurred_at < hi GROUP BY 1""",
+    )
+    return [(week, {"runs": runs}) for week, runs in rows]
+
+
+def _tests(history: History) -> list[tuple[date, dict[str, Any]]]:
+    rows = _rows(
+        history,
+        """SELECT week, sum(runs), sum(passed) / nullif(sum(runs), 0), sum(rescued),
+                  count(*) FILTER (WHERE least(passed + rescued, failed) > 0)
+           FROM test_weeks GROUP BY week""",
+    )
+    keys = ("tests", "pass_rate", "retries_rescued", "flaky_tests")
+    return [(row[0], dict(zip(keys, row[1:], strict=True))) for row in rows]
+
+
+def _failures(history: History) -> list[tuple[date, dict[str, Any]]]:
+    rows = _rows(
+        history,
+        """WITH decided AS (
+               SELECT failure_id, arg_max(detail->>'$.category', occurred_at) AS category
+               FROM notable WHERE type = 'DecisionMade' AND failure_id IS NOT NULL GROUP BY 1)
+           SELECT week_of(f.occurred_at), coalesce(d.category, 'unknown'), count(*)
+           FROM notable f LEFT JOIN decided d USING (failure_id), bounds
+           WHERE f.type = 'FailureObserved' AND f.occurred_at >= lo AND f.occurred_at < hi
+           GROUP BY ALL""",
+    )
+    weeks: dict[date, dict[str, Any]] = {}
+    for week, category, count in rows:
+        figures = weeks.setdefault(week, {"failures": 0})
+        key = f"failures_{category if category in CATEGORIES else 'unknown'}"
+        figures[key] = figures.get(key, 0) + count
+        figures["failures"] += count
+    return list(weeks.items())
+
+
+def _facts(history: History) -> list[tuple[date, dict[str, Any]]]:
+    rows = _rows(
+        history,
+        f"""SELECT week_of(occurred_at),
+                  count(*) FILTER (type = 'DefectFiled'),
+                  count(*) FILTER (type = 'HealProposed'),
+                  count(*) FILTER (type = 'HealVerified'),
+                  coalesce(sum(CASE WHEN json_type(detail, '$.tests') = 'ARRAY'
+                                    THEN json_array_length(detail, '$.tests')
+                                    ELSE try_cast(detail->>'$.tests' AS BIGINT) END)
+                           FILTER (type = 'TestsGenerated'), 0),
+                  coalesce(sum(try_cast(detail->>'$.wait_s' AS DOUBLE))
+                           FILTER (type = 'RetryAttempted'), 0)
+           FROM notable, bounds
+           WHERE type IN ({", ".join(f"'{t}'" for t in _FACT_TYPES)})
+             AND occurred_at >= lo AND occurred_at < hi
+           GROUP BY 1""",
+    )
+    keys = ("defects_filed", "heals_proposed", "heals_applied", "tests_generated", "retry_wait_s")
+    return [(row[0], dict(zip(keys, row[1:], strict=True))) for row in rows]
+
+
+def _incidents(history: History) -> list[tuple[date, dict[str, Any]]]:
+    history.sql(_SIGHTINGS_SQL)
+    history.sql(_INCIDENT_SPANS_SQL, [RESOLVED_AFTER_RUNS])
+    rows = _rows(
+        history,
+        """WITH recurring AS (
+               SELECT week_of(occurred_at) AS week, count(DISTINCT incident_id) AS n
+               FROM sightings WHERE week_of(first_seen) < week_of(occurred_at) GROUP BY 1)
+           SELECT w.week,
+              count(i.incident_id) FILTER (week_of(i.first_seen) = w.week),
+              any_value(coalesce(r.n, 0)),
+              count(i.incident_id) FILTER (week_of(i.resolved_at) = w.week),
+              count(i.incident_id) FILTER (coalesce(i.resolved_at >= week_end(w.week), true)),
+              avg(epoch(i.resolved_at - i.first_seen) / 3600)
+                  FILTER (week_of(i.resolved_at) = w.week)
+           FROM weeks w LEFT JOIN incident_spans i ON i.first_seen < week_end(w.week)
+                LEFT JOIN recurring r ON r.week = w.week
+           GROUP BY w.week""",
+    )
+    keys = (
+        "incidents_new",
+        "incidents_recurring",
+        "incidents_resolved",
+        "incidents_open",
+        "mttr_hours",
+    )
+    return [(row[0], dict(zip(keys, row[1:], strict=True))) for row in rows]
+
+
+_SIGHTINGS_SQL = """
+CREATE OR REPLACE TEMP TABLE sightings AS
+WITH merged AS (
+    SELECT incident_id, arg_max(detail->>'$.into', occurred_at) AS into_id
+    FROM notable WHERE type = 'IncidentsMerged' GROUP BY 1)
+SELECT coalesce(m.into_id, l.incident_id) AS incident_id, l.nodeid, l.occurred_at,
+       min(l.occurred_at) OVER (PARTITION BY coalesce(m.into_id, l.incident_id)) AS first_seen
+FROM notable l LEFT JOIN merged m USING (incident_id)
+WHERE l.type = 'FailureLinked' AND l.incident_id IS NOT NULL
+"""
+
+_INCIDENT_SPANS_SQL = """
+CREATE OR REPLACE TEMP TABLE incident_spans AS
+WITH spans AS (
+    SELECT incident_id, min(occurred_at) AS first_seen, max(occurred_at) AS last_seen
+    FROM sightings GROUP BY 1
+), run_order AS (
+    SELECT occurred_at AS started_at, row_number() OVER (ORDER BY occurred_at) AS n
+    FROM notable WHERE type = 'RunStarted'
+), first_clean AS (  -- the first run started after the last sighting
+    SELECT s.incident_id, r.n FROM spans s ASOF JOIN run_order r ON s.last_seen < r.started_at
+)
+SELECT s.*, r.started_at AS resolved_at
+FROM spans s LEFT JOIN first_clean f USING (incident_id)
+     LEFT JOIN run_order r ON r.n = f.n + $1 - 1
+"""
+
+
+def _http(history: History) -> list[tuple[date, dict[str, Any]]]:
+    # One scan into a latency histogram per route and week (buckets 2.5 % wide):
+    # quantiles read from it cost far less than per-row sketches over millions.
+    history.sql(
+        f"""CREATE OR REPLACE TEMP TABLE latency AS
+        SELECT week_in(occurred_at) AS week, route,
+               round(ln(greatest(duration_s, 1e-6)) * {_BUCKETS})::INT AS bucket,
+               count(*) AS n, count(*) FILTER (error IS NOT NULL OR status >= 500) AS errors
+        FROM exchanges, bounds WHERE occurred_at >= lo AND occurred_at < hi GROUP BY ALL"""
+    )
+    history.sql(_ROUTE_WEEKS_SQL)
+    rows = _rows(
+        history,
+        """SELECT week, requests, errors / requests, p50_ms, p95_ms
+           FROM route_weeks WHERE all_routes""",
+    )
+    keys = ("requests", "error_rate", "latency_p50_ms", "latency_p95_ms")
+    return [(row[0], dict(zip(keys, row[1:], strict=True))) for row in rows]
+
+
+_BUCKETS = 40  # latency buckets per unit of ln(seconds): each 2.5 % wide
+_ROUTE_WEEKS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE route_weeks AS
+WITH histogram AS (  -- per route, and (route NULL) for all routes together
+    SELECT week, route, bucket, n, errors FROM latency
+    UNION ALL
+    SELECT week, NULL, bucket, sum(n), sum(errors) FROM latency GROUP BY week, bucket
+), running AS (
+    SELECT *, sum(n) OVER (PARTITION BY week, route ORDER BY bucket) AS upto,
+           sum(n) OVER (PARTITION BY week, route) AS total
+    FROM histogram
+)
+SELECT week, route, route IS NULL AS all_routes, any_value(total) AS requests,
+       sum(errors) AS errors,
+       exp(min(bucket) FILTER (upto >= 0.5 * total) / {_BUCKETS}) * 1000 AS p50_ms,
+       exp(min(bucket) FILTER (upto >= 0.95 * total) / {_BUCKETS}) * 1000 AS p95_ms
+FROM running GROUP BY week, route
+"""
+
+
+def _with_changes(period: Period, values: dict[date, dict[str, Any]]) -> list[WeekFigures]:
+    weeks = []
+    for start in period.starts:
+        before = values[start - timedelta(weeks=1)]
+        now = {k: _plain(v) for k, v in values[start].items()}
+        if not now["tests"]:  # no tests that week: a pass rate would be invented
+            now["pass_rate"] = None
+        if not now["requests"]:
+            now.update(error_rate=None, latency_p50_ms=None, latency_p95_ms=None)
+        delta = {m.key: change(m, now[m.key], _plain(before.get(m.key))) for m in METRICS}
+        weeks.append(WeekFigures(start, now, delta))
+    return weeks
+
+
+def _plain(value: Any) -> float | None:
+    """DuckDB hands back Decimal/int/float/None; the report speaks float or None."""
+    return None if value is None else round(float(value), 6)
+
+
+def _flaky(history: History, period: Period) -> dict[str, list[dict[str, Any]]]:
+    last = period.starts[-1]
+    before = last - timedelta(weeks=1)
+    rows = history.sql(
+        """WITH scored AS (
+               SELECT week, nodeid, runs, failed, rescued,
+                      round(least(passed + rescued, failed) / nullif(runs, 0), 3) AS flakiness
+               FROM test_weeks WHERE week IN (?, ?)),
+           now AS (SELECT * FROM scored WHERE week = ?),
+           before AS (SELECT * FROM scored WHERE week = ?)
+           SELECT 'top' AS list, nodeid, runs, failed, rescued, flakiness FROM now
+               WHERE flakiness > 0
+           UNION ALL
+           SELECT 'newly', nodeid, runs, failed, rescued, flakiness FROM now
+               WHERE flakiness > 0 AND nodeid NOT IN (SELECT nodeid FROM before WHERE flakiness > 0)
+           UNION ALL
+           SELECT 'no_longer', b.nodeid, n.runs, n.failed, n.rescued, n.flakiness
+               FROM before b JOIN now n USING (nodeid) WHERE b.flakiness > 0 AND n.flakiness = 0
+           ORDER BY list, flakiness DESC, runs DESC, nodeid""",
+        [last, before, last, before],
+    ).dicts()
+    lists: dict[str, list[dict[str, Any]]] = {"top": [], "newly": [], "no_longer": []}
+    for row in rows:
+        bucket = lists[row.pop("list")]
+        if len(bucket) < TOP:
+            bucket.append(row)
+    return lists
+
+
+def _slowest(history: History, period: Period) -> list[dict[str, Any]]:
+    """The slowest tests of the latest week that ran tests, with their weekly means."""
+    rows = history.sql(
+        """WITH latest AS (SELECT max(week) AS week FROM test_weeks WHERE runs > 0),
+                top AS (SELECT nodeid FROM test_weeks, latest
+                        WHERE test_weeks.week = latest.week AND runs > 0
+                        ORDER BY mean_s DESC, nodeid LIMIT ?)
+           SELECT t.nodeid, list(t.week ORDER BY t.week), list(t.mean_s ORDER BY t.week)
+           FROM test_weeks t JOIN top USING (nodeid) WHERE t.runs > 0
+           GROUP BY t.nodeid""",
+        [TOP],
+    ).rows
+    slowest = [_series_of(period, nodeid, weeks, means) for nodeid, weeks, means in rows]
+    return sorted(slowest, key=lambda s: -(s["mean_s"] or 0))
+
+
+def _series_of(
+    period: Period, nodeid: str, weeks: list[date], means: list[float]
+) -> dict[str, Any]:
+    """A test's weekly means; its change is its latest week against the week before that."""
+    by_week = dict(zip(weeks, means, strict=True))
+    values = [_round(by_week.get(w), 4) for w in _all(period)]
+    last = max((i for i, v in enumerate(values) if v is not None), default=0)
+    latest, before = values[last], values[last - 1] if last else None
+    trend = None if not latest or not before else round((latest - before) / before, 3)
+    return {"nodeid": nodeid, "mean_s": latest, "change": trend, "weekly_mean_s": values[1:]}
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _routes(history: History, period: Period) -> list[dict[str, Any]]:
+    rows = history.sql(
+        """SELECT route, sum(requests) AS requests, list(week ORDER BY week) AS weeks,
+                  list(requests ORDER BY week) AS counts,
+                  list(errors / requests ORDER BY week) AS error_rates,
+                  list(p50_ms ORDER BY week) AS p50, list(p95_ms ORDER BY week) AS p95
+           FROM route_weeks WHERE week >= ? AND NOT all_routes
+           GROUP BY route ORDER BY requests DESC, route""",
+        [period.starts[0]],
+    ).dicts()
+    changes = _schema_changes(history, period)
+    return [_route(period, row, changes.get(row["route"], [])) for row in rows]
+
+
+def _route(period: Period, row: dict[str, Any], changes: list[dict[str, Any]]) -> dict[str, Any]:
+    index = {w: i for i, w in enumerate(row["weeks"])}
+
+    def weekly(name: str, digits: int) -> list[float | None]:
+        return [_round(row[name][index[w]], digits) if w in index else None for w in period.starts]
+
+    p95 = weekly("p95", 1)
+    return {
+        "route": row["route"],
+        "requests": int(row["requests"]),
+        "weekly_requests": [int(v or 0) for v in weekly("counts", 0)],
+        "weekly_error_rate": weekly("error_rates", 4),
+        "weekly_p50_ms": weekly("p50", 1),
+        "weekly_p95_ms": p95,
+        "schema_changes": changes,
+    }
+
+
+def _schema_changes(history: History, period: Period) -> dict[str, list[dict[str, Any]]]:
+    rows = history.sql(
+        """WITH bodies AS (  -- each distinct body once: identical responses are parsed once
+               SELECT week_in(occurred_at) AS week, route, response_body_sha256,
+                      any_value(response_body) AS body
+               FROM exchanges, bounds
+               WHERE occurred_at >= lo AND occurred_at < hi AND response_body_encoding = 'utf-8'
+                 AND NOT coalesce(response_body_truncated, false)
+                 AND starts_with(response_body, '{')
+               GROUP BY ALL),
+           keysets AS (
+               SELECT week, route, list_sort(list_distinct(flatten(list(json_keys(body)))))
+                   AS keys
+               FROM bodies WHERE json_valid(body) GROUP BY ALL),
+           paired AS (
+               SELECT week, route, keys,
+                      lag(keys) OVER (PARTITION BY route ORDER BY week) AS before
+               FROM keysets)
+           SELECT route, week, list_filter(keys, lambda k: NOT list_contains(before, k)) AS added,
+                  list_filter(before, lambda k: NOT list_contains(keys, k)) AS removed
+           FROM paired WHERE before IS NOT NULL AND keys <> before AND week >= ?
+           ORDER BY route, week""",
+        [period.starts[0]],
+    ).rows
+    changes: dict[str, list[dict[str, Any]]] = {}
+    for route, week, added, removed in rows:
+        changes.setdefault(route, []).append(
+            {"week": week_label(week), "added": added, "removed": removed}
+        )
+    return changes
+
+
+def _notes() -> list[str]:
+    return [
+        "Weeks are ISO weeks (Monday to Sunday) in the report's time zone.",
+        "Pass rate: share of first attempts that passed; a pass on retry counts as rescued.",
+        "Failures without a DecisionMade fact count as category 'unknown'.",
+        "Flakiness: min(runs passed at once or on retry, runs failed first) / runs in the week.",
+        f"An incident is resolved once {RESOLVED_AFTER_RUNS} runs started after its last "
+        "sighting without seeing it again; time to resolve counts from its first sighting.",
+        "HTTP errors: transport errors and 5xx responses. Latency quantiles are within 2.5 %.",
+        "Schema changes: the top-level keys of a route's JSON object responses changed.",
+    ]
