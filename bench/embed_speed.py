@@ -1,0 +1,76 @@
+"""Embedding speed: new texts, the same texts embedded again, and cache hits, in one run.
+
+A user without testmem's cache re-embeds every failure each time it recurs; with it,
+a recurring failure is a SQLite lookup by signature. Texts are failure messages of
+bench/failures/labelled.jsonl, normalised as `fingerprint` does, made distinct.
+
+    .venv/bin/python bench/embed_speed.py [-n 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from memory.embed import Embedder, _model
+from memory.fingerprint import fingerprint
+
+LABELLED = Path(__file__).parent / "failures" / "labelled.jsonl"
+
+
+def failure_texts(count: int) -> dict[str, str]:
+    """``count`` distinct normalised failure texts by signature-like key."""
+    texts: dict[str, str] = {}
+    records = [json.loads(line) for line in LABELLED.read_text().splitlines()]
+    for i in range(count):
+        record = records[i % len(records)]
+        # The occurrence number makes each text new, as new failures are.
+        text = (
+            f"{fingerprint(record['message'], exception_type=record['exception_type']).text} #{i}"
+        )
+        texts[hashlib.sha256(text.encode()).hexdigest()[:16]] = text
+    return texts
+
+
+def timed(action: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds: on a shared machine the CPU time is the steadier figure."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    action()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=1000, help="texts per measurement")
+    args = parser.parse_args()
+    texts = failure_texts(args.n)
+    with tempfile.TemporaryDirectory() as cache:
+        embedder = Embedder(cache_dir=Path(cache))
+        load = timed(lambda: _model(embedder.model_path))
+        new = timed(lambda: embedder.embed(texts))
+        model = _model(embedder.model_path)
+        again = timed(lambda: model.encode(list(texts.values()), batch_size=64))
+        fresh = Embedder(cache_dir=Path(cache))  # a new process's view: nothing in memory
+        hits = timed(lambda: fresh.embed(texts))
+    n = len(texts)
+    print(f"{n} texts; model load (import + weights) {load[0]:.1f}s wall, not counted below")
+    print(f"{'':35} {'texts/s wall':>12} {'texts/CPU-s':>12}")
+    for name, (wall, cpu) in (
+        ("new texts, embedded and cached", new),
+        ("same texts, re-embedded (no cache)", again),
+        ("same texts, cache hits", hits),
+    ):
+        print(f"{name:35} {n / wall:12.0f} {n / cpu:12.0f}")
+    print(f"cache hit vs re-embedding: {again[0] / hits[0]:.0f}x faster (wall)")
+
+
+if __name__ == "__main__":
+    main()
