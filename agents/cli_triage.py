@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,6 +13,7 @@ from agents.plugin import summary_lines
 from agents.triage import Triage
 from memory.cli import cli, emit, open_store, output_options
 from memory.query import History
+from memory.store import Store
 
 _DECISIONS = """
     SELECT d.run_id, d.nodeid, d.detail->>'$.action' AS action,
@@ -30,7 +34,20 @@ _DECISIONS = """
 @click.option("--no-heal", is_flag=True, help="Decide, but propose no patches.")
 @click.option("--no-escalate", is_flag=True, help="Decide, but file no defects.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
-def triage(run: str | None, force: bool, no_heal: bool, no_escalate: bool, as_json: bool) -> None:
+@click.option(
+    "--model-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="AutoGen model client config (JSON/YAML): an analyzer agent decides "
+    "[$TESTMEM_MODEL_CONFIG; none: the rules decide].",
+)
+def triage(
+    run: str | None,
+    force: bool,
+    no_heal: bool,
+    no_escalate: bool,
+    as_json: bool,
+    model_config: Path | None,
+) -> None:
     """Decide retry, heal or escalate for every failed test of a run.
 
     Links each failure to an incident, classifies it from memory, proposes
@@ -38,7 +55,11 @@ def triage(run: str | None, force: bool, no_heal: bool, no_escalate: bool, as_js
 
     Example: testmem triage --run latest
     """
-    result = Triage(open_store(), heal=not no_heal, escalate=not no_escalate).run(run, force=force)
+    store = open_store()
+    decide = _agent_decider(store, model_config)
+    result = Triage(store, heal=not no_heal, escalate=not no_escalate, decide=decide).run(
+        run, force=force
+    )
     if as_json:
         click.echo(json.dumps([d.__dict__ for d in result.decisions], default=str, indent=2))
     else:
@@ -46,6 +67,16 @@ def triage(run: str | None, force: bool, no_heal: bool, no_escalate: bool, as_js
             click.echo(line)
         if result.skipped:
             click.echo(f"({result.skipped} tests already decided; --force decides them again)")
+
+
+def _agent_decider(store: Store, model_config: Path | None) -> Any:
+    """The AutoGen analyzer agent as decider, when a model is configured (else None)."""
+    if model_config is None and not os.environ.get("TESTMEM_MODEL_CONFIG"):
+        return None  # AutoGen is not even imported
+    from agents.autogen import agent_decider, load_model_client
+
+    client = load_model_client(model_config)
+    return agent_decider(store, client) if client else None
 
 
 @cli.command()

@@ -73,7 +73,7 @@ def _load_records(store: Store) -> dict[str, Any]:
     }
 
 
-@pytest.hookimpl
+@pytest.hookimpl(optionalhook=True)  # optional: `-p no:testmem` drops the specs
 def pytest_testmem_retry_advice(
     item: pytest.Item,
     reports: list[pytest.TestReport],
@@ -90,7 +90,7 @@ def pytest_testmem_retry_advice(
     return item.config.stash[_advisor_key].advise(item, reports, exchanges)
 
 
-@pytest.hookimpl
+@pytest.hookimpl(optionalhook=True)
 def pytest_testmem_run_recorded(config: pytest.Config, store: Store, run_id: str) -> None:
     from memory.plugin import triage_enabled
 
@@ -102,7 +102,7 @@ def pytest_testmem_run_recorded(config: pytest.Config, store: Store, run_id: str
     config.stash[_summary_key] = summary_lines(result)
 
 
-@pytest.hookimpl
+@pytest.hookimpl(optionalhook=True)
 def pytest_testmem_summary(config: pytest.Config) -> list[str] | None:
     return config.stash.get(_summary_key, None)
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from agents.analyzer import Verdict, classify
+from agents.analyzer import FailureContext, Verdict, classify
 from agents.context import build_contexts
 from agents.schema import ApiChange, detect_changes
 from memory.events import Fact
@@ -58,12 +58,20 @@ class TriageResult:
 
 class Triage:
     def __init__(
-        self, store: Store, *, heal_after: int = 2, heal: bool = True, escalate: bool = True
+        self,
+        store: Store,
+        *,
+        heal_after: int = 2,
+        heal: bool = True,
+        escalate: bool = True,
+        decide: Callable[[FailureContext], Verdict] | None = None,
     ):
         self.store = store
         self.heal_after = heal_after
         self.heal = heal
         self.escalate = escalate
+        # Who decides: the rules (`classify`) unless, e.g., an AutoGen analyzer agent is given.
+        self.decide = decide or partial(classify, heal_after=heal_after)
 
     def run(self, run: str | None = None, *, force: bool = False) -> TriageResult:
         run_id = History(self.store).resolve_run(run)
@@ -77,7 +85,7 @@ class Triage:
         for test, context in contexts:
             if test["nodeid"] in decided:
                 continue
-            verdict = classify(context, self.heal_after)
+            verdict = self.decide(context)
             decisions.append(_decision(run_id, test, links.get(test["failure_id"]), verdict))
         self.store.events.append([_fact(d) for d in decisions])
         decisions = self._act(history, decisions, changes, problems)
