@@ -8,7 +8,7 @@ that never makes a request.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,9 @@ from memory.routes import route_template
 
 if TYPE_CHECKING:
     import httpx
+
+# Bodies above this are redacted only in the head that is kept, to bound memory.
+_WHOLE_REDACTION_LIMIT = 4 * 1024 * 1024
 
 Exchange = dict[str, Any]  # plain data, so xdist can ship it to the controller
 
@@ -83,8 +86,17 @@ class Tap:
     def _body(self, content: bytes, headers: httpx.Headers) -> dict[str, Any] | None:
         if not content:
             return None
+        if len(content) > _WHOLE_REDACTION_LIMIT:
+            return self._large_body(content, headers)
         redacted = self.redactor.body(content, headers.get("content-type", ""))
         return asdict(Blob.of(redacted, self.cap))
+
+    def _large_body(self, content: bytes, headers: httpx.Headers) -> dict[str, Any]:
+        """Only the kept head is redacted (as text: a cut JSON document does not
+        parse): decoding a 100 MB body to redact it all would take gigabytes."""
+        whole = Blob.of(content, self.cap)  # size and sha256 of the body as sent
+        head = Blob.of(self.redactor.body(content[: self.cap], "text/plain"), self.cap)
+        return asdict(replace(whole, text=head.text, encoding=head.encoding, truncated=True))
 
 
 _active: Tap | None = None
