@@ -103,6 +103,14 @@ def emit_object(obj: dict[str, Any], as_json: bool) -> None:
             click.echo(f"{key:<{width}}  {_cell(value, 200)}")
 
 
+def emit_record(obj: dict[str, Any], fmt: str, as_json: bool) -> None:
+    """One record: ``key  value`` lines, a JSON object, or a one-row CSV."""
+    if fmt == "csv" and not as_json:
+        emit(list(obj), [tuple(obj.values())], fmt, as_json)
+    else:
+        emit_object(obj, as_json or fmt == "json")
+
+
 def table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int = 60) -> str:
     if not rows:
         return "(no rows)"
@@ -140,4 +148,10 @@ def main() -> None:
         sys.stderr.close()
 
 
-from memory.cli import log  # noqa: E402,F401  (registers the commands)
+# Importing a command module registers its commands.
+from memory.cli import (  # noqa: E402
+    incidents,  # noqa: F401  (similar, incidents, incident, cluster, label, merge, reindex)
+    log,  # noqa: F401  (runs, history, failures, flaky, query, compact, stats)
+    maintenance,  # noqa: F401  (doctor, purge)
+    report,  # noqa: F401  (report, trends, import junit)
+)

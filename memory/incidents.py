@@ -1,0 +1,955 @@
+"""Incidents: matching each failure to past ones, and the projection of incidents.
+
+A failure is linked to an incident in three steps. Its signature (see
+`memory.fingerprint`) was seen before → the same incident, no model involved.
+Otherwise its embedding's nearest signatures in the Chroma index are scored:
+cosine similarity, plus agreement of structure (same test, route, status,
+exception type), minus a decay for candidates not seen for a long time. At or
+above ``same`` it joins the best candidate's incident; at or above
+``related`` it opens a new incident that records the related one; below, a
+new incident. Every link is a ``FailureLinked`` fact with its candidates, so
+any match can be explained, and incidents are a projection of the log:
+``FailureObserved`` + ``FailureLinked`` + ``IncidentLabelled`` +
+``IncidentsMerged`` + ``TestFinished`` (for resolution).
+
+Humans outweigh the model: a merged incident's signatures resolve to the one
+it was merged into, and an incident keeps the label a human gave it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from memory.errors import NotFoundError, TestmemError
+from memory.events import Fact
+from memory.fingerprint import Fingerprint, fingerprint, structure_score
+from memory.index import IndexUnavailable, SignatureIndex, SignatureRecord
+from memory.query import History
+from memory.store import Store
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from memory.embed import Embedder
+
+LABELS = ("product-bug", "flaky", "test-outdated", "infra")
+DEFAULT_SAME = 0.83  # middle of the 0.81-0.84 plateau of bench/eval_matching.py (BENCHMARKS.md)
+DEFAULT_RELATED = 0.70  # a new incident still worth pointing at
+INCIDENT_ID = re.compile(r"^INC-[0-9a-f]{8,16}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class IncidentError(TestmemError):
+    """A label or merge that cannot be applied."""
+
+
+class IndexWarning(UserWarning):
+    """Similarity matching is off until `testmem reindex` repairs the index."""
+
+
+def is_incident_id(text: str) -> bool:
+    """Whether ``text`` has the shape of an incident id (safe in a file name)."""
+    return bool(INCIDENT_ID.match(text))
+
+
+# -- links -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A past incident considered for a failure, and why it scored as it did."""
+
+    incident_id: str
+    signature: str
+    score: float
+    cosine: float
+    why: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "signature": self.signature,
+            "score": round(self.score, 4),
+            "cosine": round(self.cosine, 4),
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True)
+class Link:
+    """The decision for one failure: which incident, by which method, how sure."""
+
+    failure_id: str
+    incident_id: str
+    signature: str
+    method: str  # signature | similar | new | label (a human merge decided)
+    score: float
+    is_new: bool
+    related_incident: str | None
+    candidates: list[Candidate]
+
+    def fact(self, run_id: str, nodeid: str | None, fp: Fingerprint) -> Fact:
+        """The ``FailureLinked`` fact, with the structure the match compared."""
+        return Fact.of(
+            "FailureLinked",
+            run_id,
+            failure_id=self.failure_id,
+            incident_id=self.incident_id,
+            signature=self.signature,
+            nodeid=nodeid,
+            method=self.method,
+            score=round(self.score, 4),
+            is_new=self.is_new,
+            related_incident=self.related_incident,
+            candidates=[c.as_dict() for c in self.candidates],
+            route=fp.route,
+            status=fp.status,
+            http_method=fp.method,
+            exception_type=fp.exception_type,
+            keys=list(fp.keys),
+        )
+
+
+# A candidate not seen for a long time loses up to this much, half of it after
+# HALF_LIFE_DAYS: an old incident is less likely to be today's cause.
+MAX_DECAY = 0.05
+HALF_LIFE_DAYS = 30.0
+
+
+def score(cosine: float, new: Fingerprint, old: SignatureRecord, at: datetime) -> tuple[float, str]:
+    """A candidate's score and the reasons, for a failure seen at ``at``: cosine,
+    plus what structure says (`memory.fingerprint.structure_score`), minus age."""
+    theirs = _as_fingerprint(old, new.test)
+    value = cosine + structure_score(new, theirs)
+    why = [f"cosine {cosine:.3f}", *_agreements(new, theirs)]
+    age_days = max((at - old.last_seen).total_seconds() / 86400, 0.0)
+    decay = MAX_DECAY * (1 - 0.5 ** (age_days / HALF_LIFE_DAYS))
+    if decay >= 0.005:
+        value, why = value - decay, [*why, f"last seen {age_days:.0f} days ago"]
+    return max(value, 0.0), "; ".join(why)
+
+
+def _as_fingerprint(record: SignatureRecord, test: str | None) -> Fingerprint:
+    tests = _tests(record)
+    return Fingerprint(
+        signature=record.signature,
+        text="",
+        exception_type=record.exception_type,
+        status=record.status,
+        method=record.method or None,
+        route=record.route or None,
+        test=test if test in tests else (tests[0] if tests else None),
+        frames=(),
+        keys=record.keys,
+    )
+
+
+def _agreements(new: Fingerprint, old: Fingerprint) -> list[str]:
+    """Which known parts agree, for a person reading why a candidate scored so."""
+    parts = []
+    for what in ("status", "method", "route", "exception_type", "test"):
+        mine, theirs = getattr(new, what), getattr(old, what)
+        if mine and theirs:
+            parts.append(f"{'same' if mine == theirs else 'other'} {what.replace('_', ' ')}")
+    if new.keys and old.keys and set(new.keys) != set(old.keys):
+        parts.append("other keys")
+    return parts
+
+
+def _tests(record: SignatureRecord) -> tuple[str, ...]:
+    return tuple(t.split("[", 1)[0] for t in record.tests)
+
+
+# -- what the log knows --------------------------------------------------------
+
+# Structure comes from the fingerprint each link recorded, so the index and
+# the matcher compare like with like whatever the failure's exchanges were.
+_SIGNATURES_SQL = """
+    SELECT l.signature, arg_min(l.incident_id, l.occurred_at) AS incident_id,
+           list(DISTINCT l.nodeid ORDER BY l.nodeid) AS tests,
+           arg_min(coalesce(l.detail->>'$.route', ''), l.occurred_at) AS route,
+           arg_min(TRY_CAST(l.detail->>'$.status' AS INTEGER), l.occurred_at) AS status,
+           arg_min(coalesce(l.detail->>'$.exception_type', ''), l.occurred_at)
+               AS exception_type,
+           arg_min(coalesce(l.detail->>'$.http_method', ''), l.occurred_at) AS method,
+           min(coalesce(f.occurred_at, l.occurred_at)) AS first_seen,
+           max(coalesce(f.occurred_at, l.occurred_at)) AS last_seen,
+           count(*) AS count,
+           arg_min(coalesce(l.detail->>'$.keys', '[]'), l.occurred_at) AS keys
+    FROM facts l LEFT JOIN failures f ON f.failure_id = l.failure_id
+    WHERE l.type = 'FailureLinked'
+    GROUP BY l.signature"""
+
+
+@dataclass
+class Known:
+    """Signatures, merges and labels as the log records them."""
+
+    signatures: dict[str, SignatureRecord] = field(default_factory=dict)
+    merged_into: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    incident_ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, history: History) -> Known:
+        known = cls()
+        for row in history.sql(_SIGNATURES_SQL).dicts():
+            row["tests"] = tuple(t for t in row["tests"] if t)
+            row["status"] = row["status"] or None
+            row["keys"] = tuple(json.loads(row["keys"] or "[]"))
+            known.signatures[row["signature"]] = SignatureRecord(**row)
+        order = "ORDER BY occurred_at, event_id"
+        for incident, into in history.sql(
+            f"SELECT incident_id, detail->>'$.into' FROM facts "
+            f"WHERE type = 'IncidentsMerged' {order}"
+        ).rows:
+            known.merged_into[incident] = into
+        for incident, label in history.sql(
+            f"SELECT incident_id, detail->>'$.label' FROM facts "
+            f"WHERE type = 'IncidentLabelled' {order}"
+        ).rows:
+            known.labels[incident] = label
+        known.incident_ids = {r.incident_id for r in known.signatures.values()}
+        known.incident_ids |= set(known.merged_into) | set(known.merged_into.values())
+        return known
+
+    def resolve(self, incident_id: str) -> str:
+        """The live incident: merges followed (a cycle stops where it began)."""
+        seen = {incident_id}
+        while incident_id in self.merged_into and self.merged_into[incident_id] not in seen:
+            incident_id = self.merged_into[incident_id]
+            seen.add(incident_id)
+        return incident_id
+
+    def live_record(self, signature: str) -> SignatureRecord:
+        record = self.signatures[signature]
+        return replace(record, incident_id=self.resolve(record.incident_id))
+
+    def new_incident_id(self, signature: str) -> str:
+        """Derived from the signature, so two processes meeting the same new
+        failure at once open the same incident."""
+        for length in range(8, len(signature) + 1):
+            candidate = f"INC-{signature[:length]}"
+            if candidate not in self.incident_ids:
+                return candidate
+        raise IncidentError(f"no free incident id for signature {signature}")
+
+    def remember(self, link: Link, fp: Fingerprint, nodeid: str, at: datetime) -> SignatureRecord:
+        """Fold one link into what is known; returns the signature's new record."""
+        old = self.signatures.get(link.signature)
+        if old is None:
+            record = SignatureRecord(
+                link.signature,
+                link.incident_id,
+                (nodeid,) if nodeid else (),
+                fp.route or "",
+                fp.status,
+                fp.exception_type,
+                fp.method or "",
+                at,
+                at,
+                1,
+                fp.keys,
+            )
+        else:
+            record = replace(
+                old,
+                tests=tuple(sorted({*old.tests, nodeid} - {""})),
+                first_seen=min(old.first_seen, at),
+                last_seen=max(old.last_seen, at),
+                count=old.count + 1,
+            )
+        self.signatures[link.signature] = record
+        self.incident_ids.add(link.incident_id)
+        return record
+
+
+# -- failures as the matcher reads them ---------------------------------------
+
+_FAILURES_SQL = """
+    SELECT f.run_id, f.failure_id, f.nodeid, f.occurred_at, f.exception_type, f.message,
+           f.traceback, f.traceback_encoding, x.method, x.route, x.status
+    FROM events f LEFT JOIN exchanges x ON x.exchange_id = f.exchange_ids[1]
+    WHERE f.type = 'FailureObserved' AND {where}
+    ORDER BY f.occurred_at, f.failure_id"""
+
+
+def failure_rows(history: History, where: str, params: list[Any]) -> list[dict[str, Any]]:
+    """Failures with their first exchange's method, route and status."""
+    return history.sql(_FAILURES_SQL.format(where=where), params).dicts()
+
+
+def find_failure(history: History, failure_id: str) -> dict[str, Any]:
+    """One failure by id or unique prefix."""
+    rows = failure_rows(history, "starts_with(f.failure_id, ?)", [failure_id])
+    if len(rows) != 1:
+        problem = "is ambiguous" if rows else "is unknown"
+        raise NotFoundError(f"failure {failure_id!r} {problem}")
+    return rows[0]
+
+
+def fingerprint_of(failure: dict[str, Any]) -> Fingerprint:
+    traceback = failure.get("traceback") or ""
+    if failure.get("traceback_encoding", "utf-8") not in (None, "utf-8"):
+        traceback = ""  # base64 of binary bytes: no frames to find there
+    return fingerprint(
+        failure.get("message") or "",
+        exception_type=failure.get("exception_type") or "",
+        traceback=traceback,
+        nodeid=failure.get("nodeid"),
+        method=failure.get("method"),
+        route=failure.get("route"),
+        status=failure.get("status"),
+    )
+
+
+# -- matching -----------------------------------------------------------------
+
+
+class _SessionVectors:
+    """Embeddings of signatures first met by this matcher, searched exactly:
+    they may not be in the index yet (a batch not written, or no index)."""
+
+    def __init__(self, dimensions: int = 384) -> None:
+        import numpy as np
+
+        self.signatures: list[str] = []
+        self.matrix = np.zeros((64, dimensions), dtype=np.float32)
+
+    def add(self, signature: str, vector: np.ndarray) -> None:
+        import numpy as np
+
+        if len(self.signatures) == len(self.matrix):
+            self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
+        self.matrix[len(self.signatures)] = vector
+        self.signatures.append(signature)
+
+    def nearest(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        import numpy as np
+
+        n = len(self.signatures)
+        if not n:
+            return []
+        cosines = self.matrix[:n] @ vector
+        top = np.argsort(-cosines)[:k]
+        return [(self.signatures[i], float(cosines[i])) for i in top]
+
+
+class Matcher:
+    """Links failures to incidents; appends a ``FailureLinked`` fact per link.
+
+    With ``store=None`` it matches in memory only (what `cluster_messages` uses).
+    """
+
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        same: float = DEFAULT_SAME,
+        related: float = DEFAULT_RELATED,
+        k: int = 25,
+        embedder: Embedder | None = None,
+        chroma_url: str | None = None,
+    ) -> None:
+        if not 0 <= related <= same <= 1:
+            raise IncidentError(f"thresholds need 0 <= related <= same <= 1 ({related}, {same})")
+        self.store, self.same, self.related, self.k = store, same, related, k
+        self._embedder = embedder
+        self.index = SignatureIndex(store, chroma_url) if store else None
+        self._index_ok: bool | None = None if store else False
+        self.session = _SessionVectors()
+        self.known = Known.load(History(store)) if store else Known()
+
+    # -- public --------------------------------------------------------------
+
+    def link_run(self, run_id: str) -> list[Link]:
+        """Link every failure of the run not linked yet (so calling it twice adds nothing)."""
+        assert self.store is not None, "link_run needs a store"
+        history = History(self.store)
+        self.known = Known.load(history)
+        rows = failure_rows(
+            history,
+            "f.run_id = ? AND f.failure_id NOT IN "
+            "(SELECT failure_id FROM facts WHERE type = 'FailureLinked' AND run_id = ?)",
+            [run_id, run_id],
+        )
+        return self.link_all(rows)
+
+    def link(self, failure: dict[str, Any]) -> Link:
+        """Link one failure row (``failures`` view + method/route/status)."""
+        return self.link_all([failure])[0]
+
+    def link_all(self, failures: list[dict[str, Any]]) -> list[Link]:
+        """Link failures in order, then write the index and the facts once."""
+        prints = [fingerprint_of(f) for f in failures]
+        vectors = self._vectors(prints)
+        links, changed = [], {}
+        for failure, fp in zip(failures, prints, strict=True):
+            at = _when(failure.get("occurred_at"))
+            link = self._decide(str(failure["failure_id"]), fp, vectors.get(fp.signature), at)
+            if fp.signature in vectors and fp.signature not in self.known.signatures:
+                self.session.add(fp.signature, vectors[fp.signature])
+            record = self.known.remember(link, fp, str(failure.get("nodeid") or ""), at)
+            changed[link.signature] = replace(record, incident_id=link.incident_id)
+            links.append(link)
+        self._persist(failures, prints, links, list(changed.values()), vectors)
+        return links
+
+    def decide(self, failure: dict[str, Any]) -> Link:
+        """The link this failure would get, without remembering or writing it."""
+        fp = fingerprint_of(failure)
+        vector = self._vectors([fp]).get(fp.signature)
+        return self._decide(str(failure.get("failure_id", "")), fp, vector, _when(None))
+
+    def similar(self, text: str, k: int = 5) -> list[Candidate]:
+        """Past incidents nearest to a failure message, best first."""
+        return self.candidates(fingerprint(text), k)
+
+    def similar_to_failure(self, failure: dict[str, Any], k: int = 5) -> list[Candidate]:
+        return self.candidates(fingerprint_of(failure), k, _when(failure.get("occurred_at")))
+
+    def candidates(
+        self, fp: Fingerprint, k: int | None = None, at: datetime | None = None
+    ) -> list[Candidate]:
+        """The best-scored signature of each nearby incident, best first."""
+        if fp.signature in self.known.signatures and not self._use_index():
+            record = self.known.live_record(fp.signature)
+            return [Candidate(record.incident_id, fp.signature, 1.0, 1.0, "same signature")]
+        vector = self._vectors([fp], known_too=True).get(fp.signature)
+        return self._candidates(fp, vector, at or _when(None))[: k or self.k]
+
+    # -- deciding ------------------------------------------------------------
+
+    def _decide(
+        self, failure_id: str, fp: Fingerprint, vector: np.ndarray | None, at: datetime
+    ) -> Link:
+        known = self.known
+        if fp.signature in known.signatures:
+            first = known.signatures[fp.signature].incident_id
+            live = known.resolve(first)
+            method = "signature" if live == first else "label"
+            return Link(failure_id, live, fp.signature, method, 1.0, False, None, [])
+        candidates = self._candidates(fp, vector, at)
+        best = candidates[0] if candidates else None
+        if best and best.score >= self.same:
+            return Link(
+                failure_id,
+                best.incident_id,
+                fp.signature,
+                "similar",
+                best.score,
+                False,
+                None,
+                candidates,
+            )
+        related = best.incident_id if best and best.score >= self.related else None
+        return Link(
+            failure_id,
+            known.new_incident_id(fp.signature),
+            fp.signature,
+            "new",
+            best.score if best else 0.0,
+            True,
+            related,
+            candidates,
+        )
+
+    def _candidates(
+        self, fp: Fingerprint, vector: np.ndarray | None, at: datetime
+    ) -> list[Candidate]:
+        if vector is None:
+            return []
+        cosines = dict(self.session.nearest(vector, self.k))
+        index = self.index if self._use_index() else None
+        if index is not None:
+            try:
+                for n in index.nearest(vector, self.k):
+                    cosines[n.signature] = max(n.cosine, cosines.get(n.signature, -1.0))
+            except IndexUnavailable as exc:
+                self._fall_back(exc)
+        best: dict[str, Candidate] = {}
+        for signature, cosine in cosines.items():
+            if signature not in self.known.signatures:
+                continue  # indexed by a process whose facts this snapshot predates
+            record = self.known.live_record(signature)
+            value, why = score(cosine, fp, record, at)
+            if record.incident_id not in best or value > best[record.incident_id].score:
+                best[record.incident_id] = Candidate(
+                    record.incident_id, signature, value, cosine, why
+                )
+        return sorted(best.values(), key=lambda c: (-c.score, -c.cosine, c.incident_id))
+
+    # -- vectors, index and log ------------------------------------------------
+
+    def _vectors(self, prints: list[Fingerprint], known_too: bool = False) -> dict[str, Any]:
+        """Embeddings of the unknown signatures (of all, with ``known_too``):
+        from the index when it has them, else from the embedder."""
+        import numpy as np
+
+        if self._index_ok is False and self.store is not None:
+            return {}  # falling back to signatures: no model, no index
+        wanted = {
+            fp.signature: fp.text
+            for fp in prints
+            if known_too or fp.signature not in self.known.signatures
+        }
+        if not wanted:
+            return {}
+        found: dict[str, Any] = {}
+        if known_too and self._use_index() and self.index is not None:
+            try:
+                found = self.index.vectors(list(wanted))
+            except IndexUnavailable as exc:
+                self._fall_back(exc)
+        missing = {s: t for s, t in wanted.items() if s not in found}
+        if missing:
+            found |= self.embedder.embed(missing)
+        return {s: np.asarray(v, dtype=np.float32) for s, v in found.items()}
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from memory.embed import Embedder
+
+            cache = self.store.subdir("embeddings") if self.store else None
+            self._embedder = Embedder(cache_dir=cache)
+        return self._embedder
+
+    def _use_index(self) -> bool:
+        """Checked once: a missing, damaged or stale index turns similarity off."""
+        if self._index_ok is None and self.index is not None:
+            try:
+                if not self.index.exists() and self.known.signatures:
+                    raise IndexUnavailable("the Chroma index is missing")
+                indexed = self.index.count()
+                if indexed < len(self.known.signatures):
+                    raise IndexUnavailable(
+                        f"the Chroma index is stale ({indexed} of "
+                        f"{len(self.known.signatures)} signatures)"
+                    )
+                self._index_ok = True
+            except IndexUnavailable as exc:
+                self._fall_back(exc)
+        return bool(self._index_ok)
+
+    def _fall_back(self, exc: IndexUnavailable) -> None:
+        if self._index_ok is not False:
+            warnings.warn(
+                f"testmem: {exc}; matching by signature only until `testmem reindex`",
+                IndexWarning,
+                stacklevel=4,
+            )
+        self._index_ok = False
+
+    def _persist(
+        self,
+        failures: list[dict[str, Any]],
+        prints: list[Fingerprint],
+        links: list[Link],
+        records: list[SignatureRecord],
+        vectors: dict[str, Any],
+    ) -> None:
+        """Index first, then the log: the index never lacks a signature the log has."""
+        if self.store is None or not links:
+            return
+        if self.index is not None and self._use_index():
+            try:
+                new = {r.signature: vectors[r.signature] for r in records if r.signature in vectors}
+                self.index.upsert(records, new, {fp.signature: fp.text for fp in prints})
+            except IndexUnavailable as exc:
+                self._fall_back(exc)
+        self.store.events.append(
+            [
+                link.fact(str(f.get("run_id") or ""), f.get("nodeid"), fp)
+                for f, fp, link in zip(failures, prints, links, strict=True)
+            ]
+        )
+
+
+def _when(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+# -- clustering arbitrary messages --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clustering:
+    clusters: list[str]  # one incident id per input message, in order
+    links: list[Link]
+
+    def summary(self) -> dict[str, Any]:
+        sizes = Counter(self.clusters)
+        return {
+            "messages": len(self.clusters),
+            "clusters": len(sizes),
+            "largest": sizes.most_common(1)[0][1] if sizes else 0,
+            "singletons": sum(1 for n in sizes.values() if n == 1),
+            "by_method": dict(Counter(link.method for link in self.links)),
+        }
+
+
+def cluster_messages(
+    messages: Iterable[str | bytes],
+    *,
+    same: float = DEFAULT_SAME,
+    related: float = DEFAULT_RELATED,
+    embedder: Embedder | None = None,
+) -> Clustering:
+    """Group failure messages into incidents, in memory (no store involved)."""
+    failures = [{"message": _text(m)} for m in messages]
+    return cluster_failures(failures, same=same, related=related, embedder=embedder)
+
+
+def cluster_failures(
+    failures: Iterable[dict[str, Any]],
+    *,
+    same: float = DEFAULT_SAME,
+    related: float = DEFAULT_RELATED,
+    embedder: Embedder | None = None,
+    k: int = 25,
+) -> Clustering:
+    """Group failures (message plus any of exception_type, traceback, nodeid,
+    method, route, status) into incidents, in memory."""
+    matcher = Matcher(None, same=same, related=related, embedder=embedder, k=k)
+    rows = [{**f, "failure_id": str(i)} for i, f in enumerate(failures)]
+    links = matcher.link_all(rows)
+    return Clustering([link.incident_id for link in links], links)
+
+
+def evaluation_clusters(failures: list[dict[str, Any]]) -> list[str]:
+    """The ``cluster`` function bench/eval_matching.py measures (default thresholds)."""
+    return cluster_failures(failures).clusters
+
+
+def _text(message: str | bytes) -> str:
+    if isinstance(message, bytes):
+        return message.decode("utf-8", "replace")
+    return message
+
+
+# -- the incidents projection -------------------------------------------------
+
+
+@dataclass
+class Incident:
+    incident_id: str
+    status: str  # open | resolved | reopened
+    label: str | None
+    signatures: list[str]
+    tests: list[str]
+    routes: list[str]
+    statuses: list[int]
+    exception_type: str
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int
+    first_bad_build: str | None
+    last_good_build: str | None
+    sample_message: str
+    merged: list[str] = field(default_factory=list)
+    related: list[str] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "status": self.status,
+            "label": self.label,
+            "occurrences": self.occurrences,
+            "tests": len(self.tests),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "sample_message": self.sample_message,
+        }
+
+
+_OCCURRENCES_SQL = """
+    SELECT l.signature, f.run_id, min(f.occurred_at) AS at, count(*) AS n,
+           any_value(l.detail->>'$.related_incident') AS related
+    FROM facts l JOIN failures f ON f.failure_id = l.failure_id
+    WHERE l.type = 'FailureLinked' GROUP BY ALL"""
+_SAMPLES_SQL = """
+    SELECT l.signature, arg_min(split_part(f.message, chr(10), 1), f.occurred_at)
+    FROM facts l JOIN failures f ON f.failure_id = l.failure_id
+    WHERE l.type = 'FailureLinked' GROUP BY l.signature"""
+_OUTCOMES_SQL = """
+    SELECT r.nodeid, r.run_id, arg_max(r.outcome, r.attempt) AS outcome
+    FROM results r WHERE r.nodeid IN (SELECT unnest(?::VARCHAR[]))
+    GROUP BY ALL"""
+
+
+class Incidents:
+    """The incidents projection, built from the log on demand."""
+
+    def __init__(self, store: Store, resolve_after: int = 3) -> None:
+        self.history = History(store)
+        self.known = Known.load(self.history)
+        self.resolve_after = resolve_after
+        self._all: dict[str, Incident] | None = None
+
+    def list(self, open_only: bool = False) -> builtins.list[Incident]:
+        found = sorted(self._incidents().values(), key=lambda i: (i.last_seen, i.incident_id))
+        found.reverse()
+        return [i for i in found if not open_only or i.status != "resolved"]
+
+    def get(self, incident_id: str) -> Incident:
+        """An incident by id or unique prefix; a merged id gives the incident it joined."""
+        wanted = incident_id.strip()
+        matches = {i for i in self.known.incident_ids if i.startswith(wanted)} if wanted else set()
+        exact = wanted if wanted in self.known.incident_ids else None
+        if not exact and len(matches) != 1:
+            problem = "is ambiguous" if matches else "is unknown"
+            raise NotFoundError(f"incident {incident_id!r} {problem}")
+        live = self.known.resolve(exact or matches.pop())
+        return self._incidents()[live]
+
+    def _incidents(self) -> dict[str, Incident]:
+        if self._all is None:
+            self._all = self._build()
+        return self._all
+
+    def _build(self) -> dict[str, Incident]:
+        groups: dict[str, builtins.list[SignatureRecord]] = {}
+        for signature in self.known.signatures:
+            record = self.known.live_record(signature)
+            groups.setdefault(record.incident_id, []).append(record)
+        samples = dict(self.history.sql(_SAMPLES_SQL).rows)
+        runs = _Runs(self.history, [t for g in groups.values() for r in g for t in r.tests])
+        occurrences = self.history.sql(_OCCURRENCES_SQL).dicts()
+        by_incident: dict[str, builtins.list[dict[str, Any]]] = {}
+        for row in occurrences:
+            live = self.known.live_record(row["signature"]).incident_id
+            by_incident.setdefault(live, []).append(row)
+        return {
+            incident_id: self._incident(
+                incident_id, records, by_incident.get(incident_id, []), samples, runs
+            )
+            for incident_id, records in groups.items()
+        }
+
+    def _incident(
+        self,
+        incident_id: str,
+        records: builtins.list[SignatureRecord],
+        occurrences: builtins.list[dict[str, Any]],
+        samples: dict[str, str],
+        runs: _Runs,
+    ) -> Incident:
+        records.sort(key=lambda r: (r.first_seen, r.signature))
+        tests = sorted({t for r in records for t in r.tests})
+        failed_runs = {o["run_id"] for o in occurrences}
+        status, first_bad, last_good, timeline = runs.walk(tests, failed_runs, self.resolve_after)
+        merged = sorted(
+            i
+            for i in self.known.merged_into
+            if self.known.resolve(i) == incident_id and i != incident_id
+        )
+        return Incident(
+            incident_id=incident_id,
+            status=status,
+            label=self._label(incident_id, merged),
+            signatures=[r.signature for r in records],
+            tests=tests,
+            routes=sorted({r.route for r in records if r.route}),
+            statuses=sorted({r.status for r in records if r.status}),
+            exception_type=Counter(r.exception_type for r in records).most_common(1)[0][0],
+            first_seen=min(r.first_seen for r in records),
+            last_seen=max(r.last_seen for r in records),
+            occurrences=sum(r.count for r in records),
+            first_bad_build=first_bad,
+            last_good_build=last_good,
+            sample_message=(samples.get(records[0].signature) or "")[:300],
+            merged=merged,
+            related=sorted({o["related"] for o in occurrences if o["related"]}),
+            timeline=timeline,
+        )
+
+    def _label(self, incident_id: str, merged: builtins.list[str]) -> str | None:
+        """Its own label; else one a merged-in incident carried (a label is never lost)."""
+        if incident_id in self.known.labels:
+            return self.known.labels[incident_id]
+        inherited = [self.known.labels[i] for i in merged if i in self.known.labels]
+        return inherited[-1] if inherited else None
+
+
+class _Runs:
+    """Runs in order with each test's final outcome, to tell when incidents resolve."""
+
+    def __init__(self, history: History, tests: list[str]) -> None:
+        self.order: dict[str, tuple[int, datetime, str | None]] = {
+            run_id: (i, started_at, build)
+            for i, (run_id, started_at, build) in enumerate(
+                history.sql(
+                    "SELECT run_id, started_at, nullif(build, '') FROM runs ORDER BY started_at"
+                ).rows
+            )
+        }
+        self.outcomes: dict[str, dict[str, str]] = {}  # nodeid -> run_id -> outcome
+        for nodeid, run_id, outcome in history.sql(_OUTCOMES_SQL, [sorted(set(tests))]).rows:
+            self.outcomes.setdefault(nodeid, {})[run_id] = outcome
+
+    def walk(
+        self, tests: list[str], failed_runs: set[str], resolve_after: int
+    ) -> tuple[str, str | None, str | None, list[dict[str, Any]]]:
+        """Status, first bad and last good build, and the timeline of runs that matter."""
+        status, streak = "open", 0
+        first_bad = last_good = None
+        timeline: list[dict[str, Any]] = []
+        relevant = set(failed_runs).union(*(self.outcomes.get(t, {}) for t in tests))
+        for run_id in sorted(relevant & self.order.keys(), key=lambda r: self.order[r][0]):
+            _, started_at, build = self.order[run_id]
+            ran = [self.outcomes.get(t, {}).get(run_id) for t in tests]
+            ran = [o for o in ran if o not in (None, "skipped")]
+            if run_id in failed_runs:
+                first_bad = build if not timeline else first_bad
+                status, streak = ("reopened" if status == "resolved" else status), 0
+            elif ran and all(o in ("passed", "xfailed") for o in ran):
+                if not timeline:  # before the first failure
+                    last_good = build
+                    continue
+                streak += 1
+                status = "resolved" if streak >= resolve_after else status
+            else:
+                continue
+            outcome = "failed" if run_id in failed_runs else "passed"
+            timeline.append(
+                {"run_id": run_id, "at": started_at, "build": build, "outcome": outcome}
+            )
+        return status, first_bad, last_good, timeline
+
+
+# -- human feedback ------------------------------------------------------------
+
+
+def label(store: Store, incident_id: str, label: str, by: str = "cli") -> Incident:
+    """Label an incident (appends ``IncidentLabelled``); a label outweighs the model."""
+    if label not in LABELS:
+        raise IncidentError(f"unknown label {label!r} (choose from {', '.join(LABELS)})")
+    incident = Incidents(store).get(incident_id)
+    store.events.append(
+        [Fact.of("IncidentLabelled", incident_id=incident.incident_id, label=label, by=by)]
+    )
+    incident.label = label
+    return incident
+
+
+def merge(store: Store, incident_id: str, into: str, by: str = "cli") -> Incident:
+    """Merge one incident into another (appends ``IncidentsMerged``)."""
+    incidents = Incidents(store)
+    source, target = incidents.get(incident_id), incidents.get(into)
+    if source.incident_id == target.incident_id:
+        raise IncidentError(f"{incident_id} and {into} are already one incident")
+    store.events.append(
+        [Fact.of("IncidentsMerged", incident_id=source.incident_id, into=target.incident_id, by=by)]
+    )
+    _reindex_signatures(store, source.signatures)
+    return Incidents(store).get(target.incident_id)
+
+
+def _reindex_signatures(store: Store, signatures: list[str]) -> None:
+    """Best effort: point the merged signatures' index records at their new incident."""
+    index = SignatureIndex(store)
+    if not index.exists():
+        return
+    known = Known.load(History(store))
+    try:
+        index.upsert([known.live_record(s) for s in signatures], {})
+    except IndexUnavailable as exc:
+        warnings.warn(f"testmem: {exc}; run `testmem reindex`", IndexWarning, stacklevel=3)
+
+
+# -- rebuilding the index ------------------------------------------------------
+
+_SAMPLE_FAILURES_SQL = """
+    SELECT l.signature, arg_min(l.failure_id, f.occurred_at) AS failure_id
+    FROM facts l JOIN failures f ON f.failure_id = l.failure_id
+    WHERE l.type = 'FailureLinked' GROUP BY l.signature"""
+
+
+def _texts(history: History) -> dict[str, str]:
+    """The text to embed for each linked signature, from its first failure. Keyed
+    by the signature the link recorded, so a later change to fingerprinting
+    cannot orphan an old signature."""
+    signature_of = {f: s for s, f in history.sql(_SAMPLE_FAILURES_SQL).rows}
+    samples = failure_rows(
+        history, "f.failure_id IN (SELECT failure_id FROM (" + _SAMPLE_FAILURES_SQL + "))", []
+    )
+    return {signature_of[row["failure_id"]]: fingerprint_of(row).text for row in samples}
+
+
+@dataclass(frozen=True)
+class Reindexed:
+    signatures: int
+    incidents: int
+    linked: int  # failures that had no link yet and were linked now
+
+
+def reindex(
+    store: Store,
+    *,
+    chroma_url: str | None = None,
+    embedder: Embedder | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Reindexed:
+    """Rebuild the index from the log, then link failures never linked.
+
+    ``progress(done, total)`` is called as signatures are embedded and written.
+    """
+    history = History(store)
+    known = Known.load(history)
+    matcher = Matcher(store, embedder=embedder, chroma_url=chroma_url)
+    texts = _texts(history)
+    records = [known.live_record(s) for s in sorted(known.signatures)]
+    assert matcher.index is not None
+    matcher.index.reset()
+    step = 2000
+    for start in range(0, len(records), step):
+        chunk = records[start : start + step]
+        vectors = matcher.embedder.embed(
+            {r.signature: texts[r.signature] for r in chunk if r.signature in texts}
+        )
+        matcher.index.upsert(chunk, vectors, texts)
+        if progress:
+            progress(start + len(chunk), len(records))
+    matcher.known = known
+    matcher._index_ok = True
+    pending = failure_rows(
+        history,
+        "f.failure_id NOT IN (SELECT failure_id FROM facts WHERE type = 'FailureLinked' "
+        "AND failure_id IS NOT NULL)",
+        [],
+    )
+    linked = matcher.link_all(pending) if pending else []
+    return Reindexed(
+        signatures=len(matcher.known.signatures),
+        incidents=len({matcher.known.live_record(s).incident_id for s in matcher.known.signatures}),
+        linked=len(linked),
+    )
+
+
+__all__ = [
+    "LABELS",
+    "Candidate",
+    "Clustering",
+    "Incident",
+    "IncidentError",
+    "Incidents",
+    "IndexWarning",
+    "Link",
+    "Matcher",
+    "cluster_messages",
+    "label",
+    "merge",
+    "reindex",
+]

@@ -1,0 +1,136 @@
+"""The Chroma index is a projection: rebuilt from the log, the same every time,
+and never needed for matching by signature."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+from test_incidents import (
+    GET_USER,
+    MISSING_ADDRESS,
+    MISSING_EMAIL,
+    NO_EMAIL,
+    record_run,
+)
+
+from memory.embed import Embedder
+from memory.incidents import IndexWarning, Matcher, reindex
+from memory.index import SignatureIndex
+from memory.store import Store
+
+LIST_ORDERS = "tests/test_orders.py::test_list_orders"
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return Embedder(cache_dir=tmp_path_factory.mktemp("embeddings"))
+
+
+@pytest.fixture
+def store(tmp_path: Path, embedder: Embedder) -> Store:
+    """A store with three incidents, linked and indexed."""
+    store = Store(tmp_path / "store")
+    for results in (
+        {GET_USER: MISSING_EMAIL.format(n=1), LIST_ORDERS: "TimeoutError: read timed out"},
+        {GET_USER: NO_EMAIL.format(n=2), LIST_ORDERS: None},
+        {GET_USER: MISSING_ADDRESS.format(n=3), LIST_ORDERS: "TimeoutError: read timed out"},
+    ):
+        Matcher(store, embedder=embedder).link_run(record_run(store, results))
+    return store
+
+
+def test_the_index_holds_one_record_per_signature_with_its_incident(store: Store):
+    records = SignatureIndex(store).records()
+
+    assert len(records) == 4  # email, its paraphrase, email_address, timeout
+    email = [r for r in records.values() if "'email'" in r["text"]]
+    assert len({r["incident_id"] for r in email}) == 1
+    assert {r["count"] for r in records.values() if "Timeout" in r["text"]} == {2}
+
+
+def test_reindexing_twice_gives_the_same_index(store: Store, embedder: Embedder):
+    reindex(store, embedder=embedder)
+    first = SignatureIndex(store).records()
+    reindex(store, embedder=embedder)
+
+    assert SignatureIndex(store).records() == first
+    assert len(first) == 4
+
+
+def test_a_deleted_index_falls_back_to_signatures_with_one_warning(
+    store: Store, embedder: Embedder
+):
+    shutil.rmtree(store.root / "chroma")
+
+    with pytest.warns(IndexWarning, match="missing") as caught:
+        matcher = Matcher(store, embedder=embedder)
+        repeat = matcher.link_run(record_run(store, {GET_USER: MISSING_EMAIL.format(n=9)}))
+        paraphrase = matcher.link_run(record_run(store, {GET_USER: NO_EMAIL.format(n=8) + "!"}))
+
+    assert len([w for w in caught if w.category is IndexWarning]) == 1
+    assert repeat[0].method == "signature"
+    assert paraphrase[0].method == "new" and paraphrase[0].candidates == []
+
+
+def test_reindex_repairs_a_deleted_index(store: Store, embedder: Embedder):
+    before = SignatureIndex(store).records()
+    shutil.rmtree(store.root / "chroma")
+
+    reindex(store, embedder=embedder)
+
+    assert SignatureIndex(store).records() == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IndexWarning)
+        found = Matcher(store, embedder=embedder).similar(NO_EMAIL.format(n=5) + " again")
+    email = {r["incident_id"] for r in before.values() if "'email'" in r["text"]}
+    assert [c.incident_id for c in found][:1] == list(email)
+
+
+def test_a_damaged_index_falls_back_and_reindex_repairs_it(store: Store, embedder: Embedder):
+    (store.root / "chroma" / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
+
+    with pytest.warns(IndexWarning):
+        found = Matcher(store, embedder=embedder).link_run(
+            record_run(store, {GET_USER: MISSING_EMAIL.format(n=4)})
+        )
+    reindex(store, embedder=embedder)
+
+    assert found[0].method == "signature"
+    assert len(SignatureIndex(store).records()) == 4
+
+
+def test_reindex_links_failures_never_linked(store: Store, embedder: Embedder):
+    record_run(store, {LIST_ORDERS: "ConnectionRefusedError: connection refused"})
+
+    result = reindex(store, embedder=embedder)
+
+    assert result.linked == 1 and result.signatures == 5
+    assert len(SignatureIndex(store).records()) == 5
+
+
+def _link_in_another_process(root: str, message: str) -> None:
+    from test_incidents import GET_USER, record_run
+
+    store = Store(Path(root))
+    Matcher(store).link_run(record_run(store, {GET_USER: message}))
+
+
+def test_processes_linking_at_once_keep_the_index_whole(store: Store):
+    context = multiprocessing.get_context("spawn")  # deltalake must not be forked
+    messages = [f"ValueError: field 'f{n}' has the wrong type in user 1" for n in range(2)]
+    workers = [
+        context.Process(target=_link_in_another_process, args=(str(store.root), m))
+        for m in messages
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+
+    assert [w.exitcode for w in workers] == [0, 0]
+    records = SignatureIndex(store).records()
+    assert sum("'f" in r["text"] for r in records.values()) == 2
