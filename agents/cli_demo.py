@@ -18,7 +18,7 @@ from memory.cli import cli
     show_default=True,
     help="Where to play (wiped first).",
 )
-@click.option("--builds", type=click.IntRange(1), default=None, help="Play only the first N builds.")
+@click.option("--builds", type=click.IntRange(1), default=None, help="Play the first N builds.")
 def demo(workdir: Path, builds: int | None) -> None:
     """Play twelve builds of the example shop API and watch the memory learn.
 

@@ -59,9 +59,11 @@ def show_build(result: BuildResult, total: int) -> None:
             if line.startswith(("+", "-")):
                 print(f"         {line}")
     for defect in result.defects:
+        what = f"{defect['occurrences'] or '?'} occurrences"
+        if defect["type"] == "DefectFiled":
+            what = f"{_short(defect['title'], 60)} → {defect['reference']}"
         verb = "filed" if defect["type"] == "DefectFiled" else "updated"
-        title = _short(defect["title"], 60)
-        print(f"    defect {verb}: {defect['defect_id']} for {defect['incident_id']} — {title}")
+        print(f"    defect {verb}: {defect['defect_id']} for {defect['incident_id']}: {what}")
     for made in result.generated:
         print(f"    generated {len(made['tests'])} tests for {made['route']}: {made['path']}")
 

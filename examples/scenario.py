@@ -1,9 +1,9 @@
 """Play the shop API's builds, one real recorded pytest run each, and judge the memory.
 
 For every build: switch the live API to it, run a fresh copy of the example
-suite with ``pytest --memory`` (in-run retries and post-run triage happen in
-that session), apply and verify the heals it proposed, and generate tests for
-what the API started answering. The judge knows each build's faults — the
+suite with ``pytest --memory`` (in-run retries happen in that session), triage
+the run as ``testmem triage`` would, apply and verify the heals it proposed,
+and generate tests for what the API started answering. The judge knows each build's faults — the
 memory does not — and says, for every decision, whether it was right.
 """
 
@@ -100,11 +100,15 @@ class Scenario:
         return results
 
     def play_build(self, server: ShopServer, build: Build) -> BuildResult:
+        from agents.triage import Triage
+
         started = time.monotonic()
         done = self._pytest(server.url, build.label)
         store = Store.open(self.store_dir)
+        run_id = History(store).resolve_run("latest")
+        # What `testmem triage` does, in this process: the model loads once, not once per build.
+        Triage(store).run(run_id)
         history = History(store)
-        run_id = history.resolve_run("latest")
         result = BuildResult(
             build, run_id, done.returncode, _tests(history, run_id), 0.0, output=done.stdout
         )
@@ -119,7 +123,7 @@ class Scenario:
         command = [
             sys.executable, "-m", "pytest", str(self.suite_dir), "--memory",
             f"--memory-dir={self.store_dir}", f"--memory-build={label}", f"--api-base-url={url}",
-            "-q", "-p", "no:cacheprovider", f"--rootdir={self.suite_dir}",
+            "--no-memory-triage", "-q", "-p", "no:cacheprovider", f"--rootdir={self.suite_dir}",
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
         return subprocess.run(
@@ -163,7 +167,8 @@ def _tests(history: History, run_id: str) -> int:
 def _defects(history: History, run_id: str) -> list[dict[str, Any]]:
     return history.sql(
         """SELECT type, incident_id, detail->>'$.defect_id' AS defect_id,
-                  detail->>'$.title' AS title, detail->>'$.reference' AS reference
+                  detail->>'$.title' AS title, detail->>'$.reference' AS reference,
+                  CAST(detail->>'$.occurrences' AS INTEGER) AS occurrences
            FROM facts WHERE type IN ('DefectFiled', 'DefectUpdated') AND run_id = ?""",
         [run_id],
     ).dicts()
