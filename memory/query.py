@@ -236,10 +236,19 @@ def _events_select(db: duckdb.DuckDBPyConnection, files: list[str]) -> str:
         nulls = ", ".join(f"NULL::{t} AS {n}" for n, t in declared)
         return f"SELECT {nulls} WHERE false"
     listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    source = f"read_parquet([{listing}], union_by_name = true, hive_partitioning = false)"
+    union = "false" if _one_schema(db, listing) else "true"
+    source = f"read_parquet([{listing}], union_by_name = {union}, hive_partitioning = false)"
     present = {row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in declared)
     return f"SELECT {columns} FROM {source}"
+
+
+def _one_schema(db: duckdb.DuckDBPyConnection, listing: str) -> bool:
+    """Whether every file holds the same columns (schema changes only add them):
+    then no view has to reconcile the files' schemas, which costs per file."""
+    per_file = f"SELECT count(*) AS n FROM parquet_schema([{listing}]) GROUP BY file_name"
+    found = db.execute(f"SELECT count(DISTINCT n) FROM ({per_file})").fetchone()
+    return found is not None and found[0] == 1
 
 
 def _size(uri: str) -> int:

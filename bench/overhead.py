@@ -1,0 +1,106 @@
+"""Recording overhead: `pytest --memory` against plain pytest and pytest-reportlog.
+
+One run interleaves the variants round by round (the order rotates each
+round) on a generated 2,000-test suite, so a busy neighbour on the machine
+slows all of them alike; medians of wall and CPU time are compared to plain
+pytest with testmem disabled (``-p no:testmem``).
+
+    python -m bench.overhead --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from bench import PYTHON, Timing, median, table, timed
+from bench.gen_suite import TESTS_PER_MODULE, generate
+
+BASELINE = "pytest -p no:testmem"
+RECORDING = "pytest --memory --no-memory-triage"
+
+
+def variants(work: Path) -> dict[str, list[str]]:
+    pytest = [PYTHON, "-m", "pytest", "-q"]
+    return {
+        BASELINE: [*pytest, "-p", "no:testmem"],
+        "pytest (testmem installed, off)": pytest,
+        "pytest --report-log": [*pytest, "-p", "no:testmem", f"--report-log={work / 'log.jsonl'}"],
+        RECORDING: [*pytest, "--memory", "--no-memory-triage", f"--memory-dir={work / 'store'}"],
+        # The default adds post-run triage: a one-off cost per run, not per test.
+        "pytest --memory": [*pytest, "--memory", f"--memory-dir={work / 'triaged'}"],
+    }
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a developer's shell: bytecode caching on (so
+    rewritten test modules are not recompiled every run), no testmem settings."""
+    env = dict(os.environ)
+    for name in ("PYTHONDONTWRITEBYTECODE", "PYTEST_ADDOPTS", "TESTMEM_DIR"):
+        env.pop(name, None)
+    return env
+
+
+def measure(suite: Path, work: Path, rounds: int) -> dict[str, list[Timing]]:
+    commands, env = variants(work), child_env()
+    names = list(commands)
+    for name in names:  # warm-up: byte-compile, create the store
+        timed(commands[name], cwd=suite, env=env, ok=(1,))
+    timings: dict[str, list[Timing]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            timings[name].append(timed(commands[name], cwd=suite, env=env, ok=(1,)))
+    return timings
+
+
+def recorded_results(store: Path) -> list[int]:
+    """Results per recorded run: proof that `--memory` really recorded."""
+    from memory.query import History
+    from memory.store import Store
+
+    rows = History(Store.open(store)).sql(
+        "SELECT count(*) FROM results GROUP BY run_id ORDER BY min(occurred_at)"
+    )
+    return [int(row[0]) for row in rows.rows]
+
+
+def report(timings: dict[str, list[Timing]]) -> str:
+    base_wall = median([t.wall_s for t in timings[BASELINE]])
+    base_cpu = median([t.cpu_s for t in timings[BASELINE]])
+    rows = []
+    for name, runs in timings.items():
+        wall = median([t.wall_s for t in runs])
+        cpu = median([t.cpu_s for t in runs])
+        rows.append(
+            [f"`{name}`", f"{wall:.2f}", f"{wall / base_wall:.3f}", f"{cpu:.2f}",
+             f"{cpu / base_cpu:.3f}"]
+        )  # fmt: skip
+    header = ["variant", "wall s (median)", "ratio to plain", "CPU s (median)", "ratio to plain"]
+    return table(header, rows)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--modules", type=int, default=20, help="100 tests each")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="testmem-bench-") as tmp:
+        work = Path(tmp)
+        suite = generate(work / "suite", args.modules)
+        timings = measure(suite, work, args.rounds)
+        counts = recorded_results(work / "store")
+    expected = args.modules * TESTS_PER_MODULE
+    if any(count != expected for count in counts):
+        raise SystemExit(f"--memory recorded {counts} results per run, expected {expected}")
+    text = (
+        f"Recording overhead, {expected} tests, {args.rounds} interleaved rounds "
+        f"({len(counts)} runs recorded, {expected} results each):\n\n{report(timings)}"
+    )
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
