@@ -215,7 +215,11 @@ def _regression(ctx: FailureContext) -> Verdict | None:
     errors = _server_errors(ctx)
     if errors:
         return Verdict(
-            "escalate", "regression", f"server error: {errors[0]}", 0.85, {"server_errors": errors}
+            "escalate",
+            "regression",
+            f"server error: {errors[0]}",
+            0.85,
+            {"server_errors": errors, "error_routes": sorted({x.route for x in _errors(ctx)})},
         )
     reproduced = ctx.attempts > 1 and ctx.final_outcome in ("failed", "error")
     if reproduced or ctx.incident_runs >= 2:
@@ -231,8 +235,13 @@ def _regression(ctx: FailureContext) -> Verdict | None:
 
 
 def _server_errors(ctx: FailureContext) -> list[str]:
+    return [f"HTTP {x.status} on {x.method} {x.route}" for x in _errors(ctx)]
+
+
+def _errors(ctx: FailureContext) -> list[Exchange]:
+    """Exchanges answered with a server error that is not a transient one."""
     return [
-        f"HTTP {x.status} on {x.method} {x.route}"
+        x
         for x in ctx.exchanges
         if x.status is not None and x.status >= 500 and x.status not in TRANSIENT_STATUSES
     ]

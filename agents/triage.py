@@ -110,19 +110,37 @@ class Triage:
     ) -> list[Decision]:
         """Hand heals to the healer and escalations to the defect agent (once per incident)."""
         defects: dict[str, str | None] = {}  # incident id -> defect id, one per incident
+        causes = _causes(decisions)
         result = []
         for d in decisions:
             outcome = None
             if d.action == "heal" and self.heal:
                 outcome = _attempt(problems, partial(_propose_heal, self.store, history, d))
             elif d.action == "escalate" and self.escalate and d.incident_id:
-                if d.incident_id not in defects:
-                    defects[d.incident_id] = _attempt(
-                        problems, partial(_file_defect, self.store, d)
-                    )
-                outcome = defects[d.incident_id]
+                incident = _cause_of(d, d.incident_id, causes)
+                if incident not in defects:
+                    cause = replace(d, incident_id=incident)
+                    defects[incident] = _attempt(problems, partial(_file_defect, self.store, cause))
+                outcome = defects[incident]
             result.append(replace(d, outcome=outcome))
         return result
+
+
+def _causes(decisions: list[Decision]) -> dict[str, str]:
+    """Route -> the incident of a server error on it, among this run's escalations."""
+    return {
+        route: d.incident_id
+        for d in decisions
+        if d.action == "escalate" and d.incident_id
+        for route in d.evidence.get("error_routes", [])
+    }
+
+
+def _cause_of(decision: Decision, incident: str, causes: dict[str, str]) -> str:
+    """The incident to file a defect under: a symptom (a field gone while its
+    resource answers 500s) goes to the defect of the server error behind it."""
+    behind = [causes[r] for r in decision.evidence.get("failing_routes", []) if r in causes]
+    return behind[0] if behind else incident
 
 
 def _attempt(problems: list[str], action: Callable[[], str | None]) -> str | None:
