@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from agents.plugin import summary_lines
 from agents.triage import Triage
 from memory.cli import cli, emit, open_store, output_options
 from memory.query import History
@@ -63,7 +62,7 @@ def triage(
     if as_json:
         click.echo(json.dumps([d.__dict__ for d in result.decisions], default=str, indent=2))
     else:
-        for line in summary_lines(result):
+        for line in result.summary_lines():
             click.echo(line)
         if result.skipped:
             click.echo(f"({result.skipped} tests already decided; --force decides them again)")

@@ -99,27 +99,9 @@ def pytest_testmem_run_recorded(config: pytest.Config, store: Store, run_id: str
     from agents.triage import Triage
 
     result = Triage(store).run(run_id)
-    config.stash[_summary_key] = summary_lines(result)
+    config.stash[_summary_key] = result.summary_lines()
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testmem_summary(config: pytest.Config) -> list[str] | None:
     return config.stash.get(_summary_key, None)
-
-
-def summary_lines(result: Any) -> list[str]:
-    """A short account of a triage, for pytest's terminal summary and the CLI."""
-    if not result.decisions:
-        return ["testmem triage: no new failures to decide"]
-    counts = ", ".join(f"{n} {action}" for action, n in sorted(result.summary().items()))
-    lines = [f"testmem triage: {len(result.decisions)} failed tests → {counts}"]
-    for d in result.decisions:
-        incident = (
-            f"{d.incident_id}{' (new)' if d.incident_is_new else ''}" if d.incident_id else "-"
-        )
-        outcome = f" → {d.outcome}" if d.outcome else ""
-        lines.append(
-            f"  {d.action:<8} {d.category:<10} {d.nodeid}  [{incident}] {d.reason}{outcome}"
-        )
-    lines += [f"  warning: {p}" for p in result.problems[:3]]
-    return lines

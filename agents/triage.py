@@ -55,6 +55,22 @@ class TriageResult:
             counts[d.action] = counts.get(d.action, 0) + 1
         return counts
 
+    def summary_lines(self) -> list[str]:
+        """A short account, for pytest's terminal summary and the CLI."""
+        if not self.decisions:
+            return ["testmem triage: no new failures to decide"]
+        counts = ", ".join(f"{n} {action}" for action, n in sorted(self.summary().items()))
+        lines = [f"testmem triage: {len(self.decisions)} failed tests → {counts}"]
+        for d in self.decisions:
+            new = " (new)" if d.incident_is_new else ""
+            incident = f"{d.incident_id}{new}" if d.incident_id else "-"
+            outcome = f" → {d.outcome}" if d.outcome else ""
+            lines.append(
+                f"  {d.action:<8} {d.category:<10} {d.nodeid}  [{incident}] {d.reason}{outcome}"
+            )
+        lines += [f"  warning: {p}" for p in self.problems[:3]]
+        return lines
+
 
 class Triage:
     def __init__(
