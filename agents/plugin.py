@@ -6,6 +6,7 @@ and the "testmem" lines of the terminal summary.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,7 +25,14 @@ class RetryAdvisor:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._records: dict[str, Any] | None = None
+        self._records: dict[str, Any] = {}
+        # Reading the history (DuckDB, the analyzer) starts with the session,
+        # off the test-running thread; the first failure waits for it if need be.
+        self._loading = threading.Thread(target=self._load, name="testmem-history", daemon=True)
+        self._loading.start()
+
+    def _load(self) -> None:
+        self._records = _load_records(self.store)
 
     def advise(
         self, item: pytest.Item, reports: list[pytest.TestReport], exchanges: list[dict[str, Any]]
@@ -51,8 +59,7 @@ class RetryAdvisor:
     def _record(self, nodeid: str) -> Any:
         from agents.analyzer import TestRecord
 
-        if self._records is None:
-            self._records = _load_records(self.store)
+        self._loading.join()
         return self._records.get(nodeid, TestRecord())
 
 
@@ -71,6 +78,16 @@ def _load_records(store: Store) -> dict[str, Any]:
         )
         for r in rows
     }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from memory.plugin import recorder_key
+
+    config = session.config
+    recorder = config.stash.get(recorder_key, None)
+    if recorder is not None and config.pluginmanager.has_plugin("testmem-retrier"):
+        config.stash[_advisor_key] = RetryAdvisor(recorder.store)
 
 
 @pytest.hookimpl(optionalhook=True)  # optional: `-p no:testmem` drops the specs

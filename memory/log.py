@@ -152,12 +152,15 @@ def _translate(exc: Exception, context: str) -> StoreError:
 class EventWriter:
     """Buffers events and appends them in batches: each flush is one commit.
 
-    A flush happens when ``batch_size`` events are waiting, when the oldest
-    waiting event is ``max_age_s`` old (checked by a background timer, so a
-    slow test does not hold events back), and on `close`. A killed process
-    loses at most the batch it had not flushed. Write errors never propagate:
-    they are handed to ``on_error`` once per failure and the events counted
-    as lost, because the recorder must never break the run it observes.
+    A background thread does the writing: it flushes when ``batch_size``
+    events are waiting or the oldest has waited ``max_age_s``, so neither a
+    full batch nor a slow test holds the run up, and it imports pyarrow and
+    deltalake while the first tests run. `close` flushes what is left. Only
+    if the thread falls ``backlog`` batches behind does `add` write inline,
+    which keeps memory bounded. A killed process loses at most the events it
+    had not flushed. Write errors never propagate: they go to ``on_error``
+    and the events are counted as lost, because the recorder must never
+    break the run it observes.
     """
 
     def __init__(
@@ -166,11 +169,13 @@ class EventWriter:
         *,
         batch_size: int = 1000,
         max_age_s: float = 2.0,
+        backlog: int = 10,
         on_error: Callable[[StoreError, int], None] | None = None,
     ) -> None:
         self.log = log
         self.batch_size = batch_size
         self.max_age_s = max_age_s
+        self.backlog = backlog
         self.on_error = on_error
         self.written = 0
         self.lost = 0
@@ -178,18 +183,21 @@ class EventWriter:
         self._first_at = 0.0
         self._lock = threading.Lock()  # guards the buffer
         self._io = threading.Lock()  # serialises commits, keeps their order
-        self._closed = threading.Event()
-        self._timer = threading.Thread(target=self._tick, name="testmem-flush", daemon=True)
-        self._timer.start()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="testmem-writer", daemon=True)
+        self._thread.start()
 
     def add(self, event: Event) -> None:
         with self._lock:
             if not self._buffer:
                 self._first_at = time.monotonic()
             self._buffer.append(event)
-            full = len(self._buffer) >= self.batch_size
-        if full:
+            waiting = len(self._buffer)
+        if waiting >= self.batch_size * self.backlog:
             self.flush()
+        elif waiting >= self.batch_size:
+            self._wake.set()
 
     def flush(self) -> None:
         with self._io:
@@ -206,13 +214,27 @@ class EventWriter:
                     self.on_error(error, len(batch))
 
     def close(self) -> None:
-        self._closed.set()
-        self._timer.join(timeout=5)
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=60)
         self.flush()
 
-    def _tick(self) -> None:
-        while not self._closed.wait(min(0.25, self.max_age_s)):
+    def _run(self) -> None:
+        _warm_up()
+        while not self._closed:
+            self._wake.wait(min(0.25, self.max_age_s))
+            self._wake.clear()
             with self._lock:
-                due = self._buffer and time.monotonic() - self._first_at >= self.max_age_s
-            if due:
+                waiting = len(self._buffer)
+                aged = waiting and time.monotonic() - self._first_at >= self.max_age_s
+            if waiting >= self.batch_size or aged:
                 self.flush()
+
+
+def _warm_up() -> None:
+    """Import the writing libraries off the test-running thread (~0.5 s)."""
+    try:
+        import deltalake  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:  # pragma: no cover - reported by the first flush instead
+        pass
