@@ -195,23 +195,14 @@ class EventWriter:
             self._buffer.append(event)
             waiting = len(self._buffer)
         if waiting >= self.batch_size * self.backlog:
-            self.flush()
+            self._flush_batch()
         elif waiting >= self.batch_size:
             self._wake.set()
 
     def flush(self) -> None:
-        with self._io:
-            with self._lock:
-                batch, self._buffer = self._buffer, []
-            if not batch:
-                return
-            try:
-                self.log.append(batch)
-                self.written += len(batch)
-            except StoreError as error:
-                self.lost += len(batch)
-                if self.on_error:
-                    self.on_error(error, len(batch))
+        """Write everything waiting, one commit per ``batch_size`` events."""
+        while self._flush_batch():
+            pass
 
     def close(self) -> None:
         self._closed = True
@@ -219,15 +210,33 @@ class EventWriter:
         self._thread.join(timeout=60)
         self.flush()
 
+    def _flush_batch(self, full_only: bool = False) -> bool:
+        """Commit the oldest ``batch_size`` events; False if there was nothing to do."""
+        with self._io:
+            with self._lock:
+                if not self._buffer or (full_only and len(self._buffer) < self.batch_size):
+                    return False
+                batch = self._buffer[: self.batch_size]
+                self._buffer = self._buffer[self.batch_size :]
+            try:
+                self.log.append(batch)
+                self.written += len(batch)
+            except StoreError as error:
+                self.lost += len(batch)
+                if self.on_error:
+                    self.on_error(error, len(batch))
+        return True
+
     def _run(self) -> None:
         _warm_up()
         while not self._closed:
             self._wake.wait(min(0.25, self.max_age_s))
             self._wake.clear()
+            while not self._closed and self._flush_batch(full_only=True):
+                pass
             with self._lock:
-                waiting = len(self._buffer)
-                aged = waiting and time.monotonic() - self._first_at >= self.max_age_s
-            if waiting >= self.batch_size or aged:
+                aged = self._buffer and time.monotonic() - self._first_at >= self.max_age_s
+            if aged:
                 self.flush()
 
 

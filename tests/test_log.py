@@ -60,6 +60,10 @@ def test_the_writer_flushes_by_count(store_dir):
     writer = EventWriter(Store(store_dir).events, batch_size=5, max_age_s=600)
     for event in results("r", 12):
         writer.add(event)
+    deadline = time.monotonic() + 30  # full batches are written by the background thread
+    while writer.written < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
     assert writer.written == 10  # two full batches, two events still waiting
     writer.close()
     assert writer.written == 12
