@@ -52,6 +52,12 @@ class TestRecord:
     flip_rate: float = 0.0
     retry_pass_rate: float = 0.0
 
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> TestRecord:
+        """From a row of `History.test_records`."""
+        rates = float(row["flip_rate"]), float(row["retry_pass_rate"])
+        return cls(row["runs"], row["failed_runs"], *rates)
+
 
 @dataclass(frozen=True)
 class FailureContext:

@@ -37,26 +37,6 @@ _EXCHANGES = """
     FROM exchanges x WHERE x.run_id = $run AND x.exchange_id IN (
         SELECT unnest(exchange_ids) FROM failures WHERE run_id = $run)"""
 
-_TEST_RECORDS = """
-    WITH per_run AS (
-        SELECT nodeid, run_id, min(occurred_at) AS started, arg_max(outcome, attempt) AS final,
-               bool_or(outcome IN ('failed', 'error')) AS failed_once
-        FROM results
-        WHERE run_id <> $run AND nodeid IN (SELECT unnest($nodeids))
-          AND outcome NOT IN ('skipped', 'xfailed')
-        GROUP BY nodeid, run_id
-    ), recent AS (
-        SELECT *, lag(final) OVER (PARTITION BY nodeid ORDER BY started) AS previous,
-               row_number() OVER (PARTITION BY nodeid ORDER BY started DESC) AS n
-        FROM per_run
-    )
-    SELECT nodeid, count(*) AS runs,
-           count(*) FILTER (WHERE final IN ('failed', 'error')) AS failed_runs,
-           count(*) FILTER (WHERE previous IS NOT NULL AND final <> previous)
-               / greatest(count(*) - 1, 1) AS flip_rate,
-           count(*) FILTER (WHERE failed_once AND final = 'passed') / count(*) AS retry_pass_rate
-    FROM recent WHERE n <= $last_runs GROUP BY nodeid"""
-
 # Per signature: in how many earlier runs was it retried, and how often did that rescue the test?
 _RETRY_LEARNING = """
     WITH retried AS (
@@ -143,13 +123,8 @@ def _records(
 ) -> dict[str, TestRecord]:
     if not nodeids:
         return {}
-    rows = history.sql(_TEST_RECORDS, {"run": run_id, "nodeids": nodeids, "last_runs": window})
-    return {
-        r["nodeid"]: TestRecord(
-            r["runs"], r["failed_runs"], float(r["flip_rate"]), float(r["retry_pass_rate"])
-        )
-        for r in rows.dicts()
-    }
+    rows = history.test_records(window, nodeids, exclude_run=run_id).dicts()
+    return {r["nodeid"]: TestRecord.of(r) for r in rows}
 
 
 def exchange_from_capture(captured: dict[str, Any]) -> Exchange:

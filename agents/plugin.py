@@ -64,20 +64,15 @@ class RetryAdvisor:
 
 
 def _load_records(store: Store) -> dict[str, Any]:
-    """Every test's flakiness record, in one query (history must never break a run)."""
+    """Every test's record, in one query (history must never break a run)."""
     from agents.analyzer import TestRecord
     from memory.query import History
 
     try:
-        rows = History(store).flaky(window=30, min_runs=1, limit=1_000_000).dicts()
+        rows = History(store).test_records().dicts()
     except Exception:
         return {}
-    return {
-        r["nodeid"]: TestRecord(
-            r["runs"], r["failed_runs"], float(r["flip_rate"]), float(r["retry_pass_rate"])
-        )
-        for r in rows
-    }
+    return {r["nodeid"]: TestRecord.of(r) for r in rows}
 
 
 @pytest.hookimpl(trylast=True)

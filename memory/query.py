@@ -174,40 +174,34 @@ class History:
             [run_id],
         )
 
-    def flaky(self, window: int = 30, min_runs: int = 3, limit: int = 50) -> Rows:
-        """Tests whose outcome flips between runs or that passed only on retry.
+    def test_records(
+        self, window: int = 30, nodeids: list[str] | None = None, exclude_run: str | None = None
+    ) -> Rows:
+        """Each test's record over its last ``window`` runs (``exclude_run`` left out).
 
-        Over each test's last ``window`` runs: ``flip_rate`` is the share of
-        consecutive runs whose final outcome differs; ``retry_pass_rate`` the
-        share of runs that failed first and passed on a later attempt.
+        ``flip_rate`` is the share of consecutive runs whose final outcome
+        differs; ``retry_pass_rate`` the share of runs that failed first and
+        passed on a later attempt.
         """
+        params: dict[str, Any] = {"window": window, "exclude": exclude_run or ""}
+        only = ""
+        if nodeids is not None:
+            params["nodeids"] = nodeids
+            only = "AND nodeid IN (SELECT unnest($nodeids))"
+        return self.sql(_TEST_RECORDS.format(only=only), params)
+
+    def flaky(self, window: int = 30, min_runs: int = 3, limit: int = 50) -> Rows:
+        """Tests whose outcome flips between runs or that passed only on retry
+        (see `test_records` for the rates)."""
+        records = _TEST_RECORDS.format(only="")
         return self.sql(
-            """
-            WITH per_run AS (
-                SELECT nodeid, run_id, min(occurred_at) AS first_at,
-                       arg_max(outcome, attempt) AS final,
-                       bool_or(outcome IN ('failed', 'error')) AS failed_once,
-                       max(attempt) AS attempts
-                FROM results WHERE outcome NOT IN ('skipped', 'xfailed')
-                GROUP BY nodeid, run_id
-            ), recent AS (
-                SELECT *, row_number() OVER (PARTITION BY nodeid ORDER BY first_at DESC) AS n
-                FROM per_run
-            ), ordered AS (
-                SELECT *, lag(final) OVER (PARTITION BY nodeid ORDER BY first_at) AS previous
-                FROM recent WHERE n <= ?
-            )
-            SELECT nodeid, count(*) AS runs,
-                   round(count(*) FILTER (WHERE previous IS NOT NULL AND final <> previous)
-                         / greatest(count(*) - 1, 1), 3) AS flip_rate,
-                   round(count(*) FILTER (WHERE failed_once AND final = 'passed')
-                         / count(*), 3) AS retry_pass_rate,
-                   count(*) FILTER (WHERE final IN ('failed', 'error')) AS failed_runs,
-                   max(first_at) AS last_seen
-            FROM ordered GROUP BY nodeid
-            HAVING count(*) >= ? AND (flip_rate > 0 OR retry_pass_rate > 0)
-            ORDER BY flip_rate + retry_pass_rate DESC, nodeid LIMIT ?""",
-            [window, min_runs, limit],
+            f"""SELECT nodeid, runs, round(flip_rate, 3) AS flip_rate,
+                       round(retry_pass_rate, 3) AS retry_pass_rate, failed_runs, last_seen
+                FROM ({records})
+                WHERE runs >= $min_runs AND (flip_rate > 0 OR retry_pass_rate > 0)
+                ORDER BY round(flip_rate, 3) + round(retry_pass_rate, 3) DESC, nodeid
+                LIMIT $limit""",
+            {"window": window, "exclude": "", "min_runs": min_runs, "limit": limit},
         )
 
     def stats(self) -> dict[str, Any]:
@@ -226,6 +220,30 @@ class History:
             "bytes": sum(_size(f) for f in files),
             "log_version": self.store.events.version(),
         }
+
+
+_TEST_RECORDS = """
+    WITH per_run AS (
+        SELECT nodeid, run_id, min(occurred_at) AS first_at,
+               arg_max(outcome, attempt) AS final,
+               bool_or(outcome IN ('failed', 'error')) AS failed_once
+        FROM results
+        WHERE outcome NOT IN ('skipped', 'xfailed') AND run_id <> $exclude {only}
+        GROUP BY nodeid, run_id
+    ), recent AS (
+        SELECT *, row_number() OVER (PARTITION BY nodeid ORDER BY first_at DESC) AS n
+        FROM per_run
+    ), ordered AS (
+        SELECT *, lag(final) OVER (PARTITION BY nodeid ORDER BY first_at) AS previous
+        FROM recent WHERE n <= $window
+    )
+    SELECT nodeid, count(*) AS runs,
+           count(*) FILTER (WHERE previous IS NOT NULL AND final <> previous)
+               / greatest(count(*) - 1, 1) AS flip_rate,
+           count(*) FILTER (WHERE failed_once AND final = 'passed') / count(*) AS retry_pass_rate,
+           count(*) FILTER (WHERE final IN ('failed', 'error')) AS failed_runs,
+           max(first_at) AS last_seen
+    FROM ordered GROUP BY nodeid"""
 
 
 def _events_select(db: duckdb.DuckDBPyConnection, files: list[str]) -> str:
