@@ -183,26 +183,14 @@ class History:
         differs; ``retry_pass_rate`` the share of runs that failed first and
         passed on a later attempt.
         """
-        params: dict[str, Any] = {"window": window, "exclude": exclude_run or ""}
-        only = ""
-        if nodeids is not None:
-            params["nodeids"] = nodeids
-            only = "AND nodeid IN (SELECT unnest($nodeids))"
-        return self.sql(_TEST_RECORDS.format(only=only), params)
+        params = {"window": window, "exclude": exclude_run or "", "every": nodeids is None}
+        return self.sql(_TEST_RECORDS, {**params, "nodeids": nodeids or []})
 
     def flaky(self, window: int = 30, min_runs: int = 3, limit: int = 50) -> Rows:
         """Tests whose outcome flips between runs or that passed only on retry
         (see `test_records` for the rates)."""
-        records = _TEST_RECORDS.format(only="")
-        return self.sql(
-            f"""SELECT nodeid, runs, round(flip_rate, 3) AS flip_rate,
-                       round(retry_pass_rate, 3) AS retry_pass_rate, failed_runs, last_seen
-                FROM ({records})
-                WHERE runs >= $min_runs AND (flip_rate > 0 OR retry_pass_rate > 0)
-                ORDER BY round(flip_rate, 3) + round(retry_pass_rate, 3) DESC, nodeid
-                LIMIT $limit""",
-            {"window": window, "exclude": "", "min_runs": min_runs, "limit": limit},
-        )
+        params = {"window": window, "exclude": "", "every": True, "nodeids": []}
+        return self.sql(_FLAKY, {**params, "min_runs": min_runs, "limit": limit})
 
     def stats(self) -> dict[str, Any]:
         by_type = dict(
@@ -228,7 +216,8 @@ _TEST_RECORDS = """
                arg_max(outcome, attempt) AS final,
                bool_or(outcome IN ('failed', 'error')) AS failed_once
         FROM results
-        WHERE outcome NOT IN ('skipped', 'xfailed') AND run_id <> $exclude {only}
+        WHERE outcome NOT IN ('skipped', 'xfailed') AND run_id <> $exclude
+          AND ($every OR nodeid IN (SELECT unnest($nodeids)))
         GROUP BY nodeid, run_id
     ), recent AS (
         SELECT *, row_number() OVER (PARTITION BY nodeid ORDER BY first_at DESC) AS n
@@ -244,6 +233,17 @@ _TEST_RECORDS = """
            count(*) FILTER (WHERE final IN ('failed', 'error')) AS failed_runs,
            max(first_at) AS last_seen
     FROM ordered GROUP BY nodeid"""
+
+_FLAKY = (
+    """SELECT nodeid, runs, round(flip_rate, 3) AS flip_rate,
+              round(retry_pass_rate, 3) AS retry_pass_rate, failed_runs, last_seen
+       FROM ("""
+    + _TEST_RECORDS
+    + """)
+       WHERE runs >= $min_runs AND (flip_rate > 0 OR retry_pass_rate > 0)
+       ORDER BY round(flip_rate, 3) + round(retry_pass_rate, 3) DESC, nodeid
+       LIMIT $limit"""
+)
 
 
 def _events_select(db: duckdb.DuckDBPyConnection, files: list[str]) -> str:
