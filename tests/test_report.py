@@ -301,3 +301,16 @@ def test_bad_time_zone_on_the_command_line_is_one_line_and_exit_2(two_weeks: His
     assert result.exit_code == 2
     assert result.output.strip().startswith("testmem: error: unknown time zone")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_report_out_creates_missing_parent_directories(two_weeks: History, tmp_path: Path) -> None:
+    out = tmp_path / "ci" / "artifacts" / "weekly.md"
+    args = ["--dir", str(two_weeks.store.root), "report", "--weeks", "2", "--until", "2026-11-19"]
+    result = CliRunner().invoke(cli, [*args, "--format", "md", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2026-W47" in out.read_text()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    result = CliRunner().invoke(cli, [*args, "--out", str(blocked / "weekly.html")])
+    assert result.exit_code == 2  # a parent that is a file is a clean one-line error
+    assert len(result.output.strip().splitlines()) == 1, result.output

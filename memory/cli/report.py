@@ -54,7 +54,11 @@ def _day(value: datetime | None) -> date | None:
     show_default=True,
     help="html: one self-contained file; md: for a PR comment; json: for tools.",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here [stdout].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here, creating missing directories [stdout].",
+)
 def report(
     weeks: int, since: datetime | None, until: datetime | None, tz: str, fmt: str, out: Path | None
 ) -> None:
@@ -64,13 +68,13 @@ def report(
 
     Example: testmem report --weeks 12 --format html --out report.html
     """
-    from memory.report import render
+    from memory.report import render, save
 
     text = render(_report(weeks, since, until, tz), fmt)
     if out is None:
         sys.stdout.write(text)
         return
-    out.write_text(text, encoding="utf-8")
+    save(text, out)  # missing parent directories are created
     click.echo(f"wrote {out} ({len(text.encode()):,} bytes)", err=True)
 
 

@@ -3,7 +3,7 @@ change against the week before, rendered as HTML, Markdown, JSON or a terminal
 table of sparklines.
 
     report = weekly_report(History(store), weeks=8, tz="Europe/Paris")
-    Path("report.html").write_text(render(report, "html"))
+    save(render(report, "html"), Path("reports/weekly.html"))
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memory.report.model import ENV_TZ, Period, Report, ReportError, resolve_tz
@@ -21,7 +22,15 @@ if TYPE_CHECKING:
 
 FORMATS = ("html", "md", "json")
 
-__all__ = ["FORMATS", "Report", "ReportError", "render", "render_trends", "weekly_report"]
+__all__ = [
+    "FORMATS",
+    "Report",
+    "ReportError",
+    "render",
+    "render_trends",
+    "save",
+    "weekly_report",
+]
 
 
 def weekly_report(
@@ -49,3 +58,10 @@ def render(report: Report, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report.to_dict(), ensure_ascii=False, indent=1, default=str) + "\n"
     raise ReportError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+
+
+def save(text: str, path: Path) -> None:
+    """Write a rendered report to ``path``, creating missing parent directories
+    (CI jobs name a report under a folder that does not exist yet)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
