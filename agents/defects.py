@@ -340,7 +340,10 @@ class DefectAgent:
         entry["last_error"] = str(exc)
         with suppress(OSError):  # the entry written before the send still holds the action
             self.outbox.put(entry)
-        message = f"defect {entry['defect_id']} waits in the outbox: {exc}"
+        message = (
+            f"defect {entry['defect_id']} waits in the outbox for `testmem defects flush` "
+            f"or the next triage: {exc}"
+        )
         warnings.warn(DefectWarning(message), stacklevel=3)
         return DefectResult(
             entry["defect_id"], entry.get("reference"), entry["action"] == "create", True, str(exc)

@@ -36,6 +36,7 @@ from memory.events import (
     uuid7,
 )
 from memory.log import EventWriter
+from memory.plugin import triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
 from memory.tap import Tap, activate, active_tap
@@ -172,8 +173,12 @@ class Recorder:
         assert self.writer is not None
         where = self.store.root
         if self.writer.lost:
+            # Lost is lost: say how many, and that no triage ran on a partial record.
+            total = self.writer.lost + self.writer.written
+            skipped = " (post-run triage skipped)" if triage_enabled(self.config) else ""
             return [
-                f"testmem: WARNING {self.writer.lost} events not written to {where}: {e}"
+                f"testmem: WARNING {self.writer.lost} of {total} events could not be written "
+                f"to {where} and are lost{skipped}: {e}"
                 for e in self._errors[:1]
             ]
         lines = [f"testmem: recorded run {self.run_id} ({self.writer.written} events) in {where}"]
