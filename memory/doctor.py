@@ -2,23 +2,47 @@
 
 Four checks, each a `Finding`:
 
-- ``log``: the Delta table opens and every file of its snapshot exists and reads;
+- ``log``: the files of ``_delta_log`` are sound (`log_damage`: the checkpoint
+  hint, the checkpoints, and the commits a reader replays after them), the
+  Delta table opens, and every file of its snapshot exists and reads;
 - ``index``: the Chroma index holds exactly the signatures the log has linked;
 - ``orphans``: no Parquet file lies in ``DIR/events`` unreferenced by the snapshot
   (a writer killed between writing and committing), and no stray temp file,
   older than the vacuum window (younger ones may belong to a commit in flight);
 - ``outbox``: no defect action is waiting in ``DIR/defects/outbox``.
 
-`repair` vacuums orphans and rebuilds the index; the outbox is the defect
-agent's to deliver (``testmem defects flush``), because memory never imports agents.
+`repair` mends the log where that loses nothing still readable (`repair_log`),
+vacuums orphans and rebuilds the index; the outbox is the defect agent's to deliver
+(``testmem defects flush``), because memory never imports agents.
+
+What the log can be repaired from, and what not (each found with real damage,
+deltalake 1.6): a checkpoint is only a summary of the JSON commits, so a
+missing or unreadable checkpoint, or a ``_last_checkpoint`` that is unreadable
+or names a missing checkpoint, is rebuilt from the commits (`create_checkpoint`)
+as long as the commits it summarised are still there (a missing
+``_last_checkpoint`` is no damage: readers list the directory). A torn last
+commit (every reader fails on it) is rewritten to its readable part: an append
+keeps the data files it names whole; any other operation (compaction, purge)
+keeps only its commit info, which undoes it and loses nothing while the files
+it replaced are still there (checked). Not repairable: a missing commit in the
+middle, an empty commit (what it held is gone), a torn commit before the last,
+and a missing *last* commit, which no reader can tell from a log that ended
+one commit earlier (its data files show up as orphans). While the log shows
+lost events, repair keeps orphans: they may be the only copy of those events.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from memory.errors import StoreError
 from memory.store import Store
@@ -53,7 +77,13 @@ def repair(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[Finding]:
     """Examine, fix what can be fixed, and examine again; each finding lists what was done."""
     before = {f.check: f for f in examine(store, vacuum_hours)}
     done: dict[str, list[str]] = {}
-    if before["orphans"].problems:
+    at_risk = [d for d in _guarded_damage(store) if d.kind in _DATA_AT_RISK]
+    if before["log"].problems:
+        done["log"] = _guarded(lambda: repair_log(store))
+        before = {f.check: f for f in examine(store, vacuum_hours)}  # the log may open now
+    if before["orphans"].problems and at_risk:
+        done["orphans"] = ["kept: the log lost events, and these files may hold them"]
+    elif before["orphans"].problems:
         done["orphans"] = _guarded(lambda: remove_orphans(store, vacuum_hours))
     if before["index"].problems and not before["log"].problems:
         done["index"] = _guarded(lambda: [_reindex(store)])
@@ -79,8 +109,12 @@ def _guarded(run: Callable[[], list[str]]) -> list[str]:
 def check_log(store: Store) -> list[str]:
     import pyarrow.parquet as pq
 
-    problems = []
-    for uri in store.events.files():  # raises StoreError when the table does not open
+    problems = [d.problem for d in log_damage(store)]
+    try:
+        uris = store.events.files()
+    except StoreError as exc:
+        return [*problems, str(exc).splitlines()[0][:300]]
+    for uri in uris:
         path = _path(uri)
         try:
             pq.read_metadata(path)
@@ -97,25 +131,243 @@ def _path(uri: str) -> Path:
     return Path(unquote(uri.removeprefix("file://")))
 
 
+# -- the files of _delta_log -------------------------------------------------------
+
+_COMMIT = re.compile(r"^(\d{20})\.json$")
+_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(\.[^.]+)*\.parquet$")
+_HINT = "_last_checkpoint"
+_APPENDS = ("WRITE", "CREATE TABLE")  # operations that only add data files
+
+
+@dataclass(frozen=True)
+class LogDamage:
+    """One damaged file of ``_delta_log`` and what is wrong with it."""
+
+    kind: str  # hint | checkpoint | torn-tail (repairable); torn | empty | gap (not)
+    problem: str
+    path: Path
+
+    @property
+    def repairable(self) -> bool:
+        return self.kind in ("hint", "checkpoint", "torn-tail")
+
+
+_DATA_AT_RISK = ("torn-tail", "torn", "empty", "gap")
+
+
+def _guarded_damage(store: Store) -> list[LogDamage]:
+    try:
+        return log_damage(store)
+    except OSError:
+        return []
+
+
+def log_damage(store: Store) -> list[LogDamage]:
+    """Damage to the checkpoints and to the commits a reader replays after the
+    newest readable one, read without deltalake (which refuses a damaged log)."""
+    log = store.events.path / "_delta_log"
+    if not log.is_dir():
+        return []
+    commits, checkpoints = _log_files(log)
+    damage = _checkpoint_damage(log, checkpoints)
+    readable = [v for v, paths in checkpoints.items() if all(map(_reads, paths))]
+    return damage + _commit_damage(log, commits, max(readable, default=-1) + 1)
+
+
+def _log_files(log: Path) -> tuple[dict[int, Path], dict[int, list[Path]]]:
+    commits: dict[int, Path] = {}
+    checkpoints: dict[int, list[Path]] = {}
+    for path in log.iterdir():
+        if match := _COMMIT.match(path.name):
+            commits[int(match[1])] = path
+        elif match := _CHECKPOINT.match(path.name):
+            checkpoints.setdefault(int(match[1]), []).append(path)
+    return commits, checkpoints
+
+
+def _checkpoint_damage(log: Path, checkpoints: dict[int, list[Path]]) -> list[LogDamage]:
+    damage = [
+        LogDamage("checkpoint", f"unreadable checkpoint {path.name}", path)
+        for paths in checkpoints.values()
+        for path in paths
+        if not _reads(path)
+    ]
+    hint = log / _HINT
+    if not hint.exists():
+        return damage  # optional: readers then list the directory
+    try:
+        version = int(json.loads(hint.read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return [*damage, LogDamage("hint", f"unreadable {_HINT}: {type(exc).__name__}", hint)]
+    if version not in checkpoints:
+        damage.append(
+            LogDamage("hint", f"{_HINT} names checkpoint {version}, which is missing", hint)
+        )
+    return damage
+
+
+def _commit_damage(log: Path, commits: dict[int, Path], start: int) -> list[LogDamage]:
+    """Gaps from ``start`` (the first commit no readable checkpoint covers) to the
+    last commit, and commits that are empty or do not parse."""
+    last = max(commits, default=-1)
+    missing = [v for v in range(start, last + 1) if v not in commits]
+    damage = []
+    if missing:
+        what = f"commit {missing[0]}" + (f" and {len(missing) - 1} more" if missing[1:] else "")
+        problem = f"{what} missing, and no readable checkpoint covers them: the log stops there"
+        damage.append(LogDamage("gap", problem, log))
+    for version in sorted(v for v in commits if v >= start):
+        path = commits[version]
+        actions, torn = _actions(path)
+        if torn:
+            kind = "torn-tail" if version == last else "torn"
+            damage.append(LogDamage(kind, f"commit {version} is unreadable (torn)", path))
+        elif not actions:
+            problem = f"commit {version} is empty: what it recorded is lost"
+            damage.append(LogDamage("empty", problem, path))
+    return damage
+
+
+def _actions(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The commit's actions that parse, and whether any line did not."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return [], True
+    actions, torn = [], False
+    for line in filter(None, (raw.strip() for raw in lines)):
+        try:
+            action = json.loads(line)
+        except ValueError:
+            torn = True
+            continue
+        if isinstance(action, dict):
+            actions.append(action)
+        else:
+            torn = True
+    return actions, torn
+
+
+def _reads(path: Path) -> bool:
+    """Whether a Parquet file's footer reads (a torn or missing file's does not)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+        return True
+    except Exception:  # pyarrow raises ArrowInvalid, OSError...
+        return False
+
+
+def repair_log(store: Store) -> list[str]:
+    """Mend what loses nothing (see the module doc); each line says what was done.
+    Damaged files are first copied to ``DIR/doctor/damaged-<time>/``."""
+    damage = log_damage(store)
+    aside = store.root / "doctor" / f"damaged-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    done = [_mend_commit(store, d.path, aside) for d in damage if d.kind == "torn-tail"]
+    stale = [d.path for d in damage if d.kind in ("hint", "checkpoint")]
+    if stale:
+        done.append(_rebuild_checkpoint(store, stale, aside))
+    return done
+
+
+def _mend_commit(store: Store, path: Path, aside: Path) -> str:
+    """Rewrite a torn last commit to its sound part, atomically: an append keeps
+    the data files it fully names, anything else only its commit info."""
+    actions, _ = _actions(path)
+    info = next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
+    operation = str((info or {}).get("operation") or "unknown")
+    kept = _sound_part(store, actions) if operation in _APPENDS else []
+    head = info or {"operation": "unknown", "testmem": "doctor: none of it was readable"}
+    aside.mkdir(parents=True, exist_ok=True)
+    original = Path(shutil.copy2(path, aside / path.name))
+    temp = path.with_name(f".{path.name}.doctor.tmp")
+    temp.write_text("".join(json.dumps(a) + "\n" for a in [{"commitInfo": head}, *kept]))
+    os.replace(temp, path)
+    if operation in _APPENDS:
+        adds = sum(1 for a in kept if "add" in a)
+        what = f"kept {adds} data files (those it names whole and that read)"
+    elif _missing_files(store):  # replaced files already vacuumed: undoing cannot restore them
+        os.replace(original, path)
+        return f"could not undo torn commit {int(path.stem)} ({operation}): its old files are gone"
+    else:
+        what = f"undid it (a {operation} commit: the files it replaced are still live)"
+    return f"commit {int(path.stem)} was torn: rewrote it, {what}; the original is in {aside}"
+
+
+def _missing_files(store: Store) -> list[Path]:
+    """Files of the snapshot that do not exist (none known if the log does not open)."""
+    try:
+        return [p for p in map(_path, store.events.files()) if not p.exists()]
+    except StoreError:
+        return []
+
+
+def _sound_part(store: Store, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An append's actions less its commit info and the adds whose file does not read."""
+    from urllib.parse import unquote
+
+    root = store.events.path
+    return [
+        a
+        for a in actions
+        if "commitInfo" not in a
+        and "remove" not in a
+        and ("add" not in a or _reads(root / unquote(str(a["add"].get("path")))))
+    ]
+
+
+def _rebuild_checkpoint(store: Store, stale: list[Path], aside: Path) -> str:
+    """Move the damaged checkpoints (every part of their versions) and the hint
+    aside, then write a checkpoint from the commits; put all back if that fails."""
+    log = store.events.path / "_delta_log"
+    versions = {p.name.split(".")[0] for p in stale if p.name != _HINT}
+    parts = [p for p in log.iterdir() if _CHECKPOINT.match(p.name)]
+    moved = sorted([p for p in parts if p.name.split(".")[0] in versions] + [
+        p for p in [log / _HINT] if p.exists()
+    ])  # fmt: skip
+    aside.mkdir(parents=True, exist_ok=True)
+    for path in moved:
+        shutil.move(path, aside / path.name)
+    try:
+        table = store.events._table()
+        table.create_checkpoint()
+    except Exception as exc:
+        for path in moved:
+            shutil.move(aside / path.name, path)
+        first = str(exc).splitlines()[0][:200]
+        return f"could not rebuild the checkpoint, left the log as it was: {first}"
+    names = ", ".join(p.name for p in moved)
+    return (
+        f"rebuilt the checkpoint at version {table.version()} from the commits; "
+        f"moved {names} to {aside}"
+    )
+
+
 # -- the index -------------------------------------------------------------------
 
 
 def check_index(store: Store) -> list[str]:
-    """Compare the index's records with the signatures of FailureLinked facts."""
+    """Compare the index's records with the signatures of FailureLinked facts,
+    and the incident each record names with the incident the log gives it."""
+    from memory.incidents import Known
     from memory.query import History
 
-    linked = {
-        row[0]
-        for row in History(store)
-        .sql("SELECT DISTINCT signature FROM facts WHERE type = 'FailureLinked'")
-        .rows
-        if row[0]
-    }
-    indexed = _indexed(store) if linked or _index_exists(store) else set()
-    missing, extra = linked - indexed, indexed - linked
+    known = Known.load(History(store))
+    linked = set(known.signatures)
+    records = _indexed(store) if linked or _index_exists(store) else {}
+    missing, extra = linked - set(records), set(records) - linked
     problems = [f"{len(missing)} linked signatures missing from the index"] if missing else []
     if extra:
         problems.append(f"{len(extra)} indexed signatures unknown to the log")
+    misnamed = [
+        s
+        for s in linked & set(records)
+        if records[s].get("incident_id")
+        not in (known.signatures[s].incident_id, known.live_record(s).incident_id)
+    ]
+    if misnamed:
+        problems.append(f"{len(misnamed)} indexed signatures name another incident than the log")
     return problems
 
 
@@ -125,13 +377,11 @@ def _index_exists(store: Store) -> bool:
     return SignatureIndex(store).exists()
 
 
-def _indexed(store: Store) -> set[str]:
+def _indexed(store: Store) -> dict[str, dict[str, Any]]:
     from memory.index import SignatureIndex
 
     index = SignatureIndex(store)
-    if not index.exists():
-        return set()
-    return set(index.records())
+    return index.records() if index.exists() else {}
 
 
 def _reindex(store: Store) -> str:

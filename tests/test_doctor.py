@@ -146,6 +146,23 @@ def test_an_index_record_unknown_to_the_log_is_reported(indexed: Store) -> None:
     assert problems == ["1 indexed signatures unknown to the log"]
 
 
+def test_an_index_record_naming_another_incident_is_reported_and_reindexed(
+    indexed: Store,
+) -> None:
+    """What runs linking at once without a lock left behind: the right
+    signatures, filed under an incident the log never gave them."""
+    from memory.index import SignatureIndex
+
+    index = SignatureIndex(indexed)
+    signature, record = next(iter(index.records().items()))
+    record = {k: v for k, v in record.items() if k != "text"}
+    index._open().update(ids=[signature], metadatas=[{**record, "incident_id": "INC-00000000"}])
+    problems = {f.check: f.problems for f in examine(indexed)}["index"]
+    assert problems == ["1 indexed signatures name another incident than the log"]
+    assert doctor(indexed, "--repair").exit_code == 0
+    assert {f.check: f.problems for f in examine(indexed)}["index"] == []
+
+
 def test_doctor_on_no_store_is_a_usage_error(tmp_path: Path) -> None:
     result = doctor(Store(tmp_path / "none"))
     assert result.exit_code == 2 and "no testmem store" in result.output
@@ -161,3 +178,164 @@ def test_checkpoints_are_never_taken_for_orphans(store: Store) -> None:
     assert checkpoints and orphans(store, vacuum_hours=0) == []
     assert doctor(store, "--repair", "--vacuum-hours", "0").exit_code == 0
     assert all(p.exists() for p in checkpoints) and store.events.files()
+
+
+# -- damage to the Delta log itself ------------------------------------------------
+
+
+def event_ids(store: Store) -> list[str]:
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(store.events.path)).to_pyarrow_table(columns=["event_id"])
+    return sorted(table.column("event_id").to_pylist())
+
+
+def delta_log(store: Store) -> Path:
+    return store.events.path / "_delta_log"
+
+
+def commit(store: Store, version: int) -> Path:
+    return delta_log(store) / f"{version:020d}.json"
+
+
+@pytest.fixture
+def checkpointed(store: Store) -> Store:
+    """Six commits, a checkpoint at version 3, two commits after it."""
+    from deltalake import DeltaTable
+
+    for n in range(3):
+        record_failing_run(store, [f"AssertionError: expected {n}"])
+    DeltaTable(str(store.events.path)).create_checkpoint()
+    for n in range(2):
+        record_failing_run(store, [f"AssertionError: later {n}"])
+    assert (delta_log(store) / f"{3:020d}.checkpoint.parquet").exists()
+    return store
+
+
+def test_a_missing_checkpoint_is_rebuilt_from_the_commits(checkpointed: Store) -> None:
+    before = event_ids(checkpointed)
+    (delta_log(checkpointed) / f"{3:020d}.checkpoint.parquet").unlink()
+    result = doctor(checkpointed)
+    assert result.exit_code == 1
+    assert "_last_checkpoint names checkpoint 3, which is missing" in result.output
+    assert "cannot open the event log" in result.output  # deltalake refuses it
+    result = doctor(checkpointed, "--repair")
+    assert result.exit_code == 0, result.output
+    assert "rebuilt the checkpoint at version 5 from the commits" in result.output
+    assert event_ids(checkpointed) == before
+    assert (delta_log(checkpointed) / f"{5:020d}.checkpoint.parquet").exists()
+
+
+def test_a_truncated_checkpoint_is_rebuilt_and_kept_aside(checkpointed: Store) -> None:
+    before = event_ids(checkpointed)
+    checkpoint = delta_log(checkpointed) / f"{3:020d}.checkpoint.parquet"
+    damaged = checkpoint.read_bytes()[:200]
+    checkpoint.write_bytes(damaged)
+    assert "unreadable checkpoint" in doctor(checkpointed).output
+    result = doctor(checkpointed, "--repair")
+    assert result.exit_code == 0, result.output
+    assert event_ids(checkpointed) == before
+    kept = list((checkpointed.root / "doctor").glob("damaged-*/*.checkpoint.parquet"))
+    assert [p.read_bytes() for p in kept] == [damaged]
+
+
+def test_an_unreadable_checkpoint_hint_is_rewritten(checkpointed: Store) -> None:
+    hint = delta_log(checkpointed) / "_last_checkpoint"
+    hint.write_text('{"vers')
+    result = doctor(checkpointed)
+    assert result.exit_code == 1 and "unreadable _last_checkpoint" in result.output
+    assert doctor(checkpointed, "--repair").exit_code == 0
+    assert json.loads(hint.read_text())["version"] == 5
+
+
+def test_a_checkpoint_whose_commits_are_gone_is_left_as_it_was(checkpointed: Store) -> None:
+    """Log cleanup removes commits a checkpoint covers: nothing to rebuild it from."""
+    commit(checkpointed, 1).unlink()
+    checkpoint = delta_log(checkpointed) / f"{3:020d}.checkpoint.parquet"
+    checkpoint.write_bytes(b"not parquet")
+    files = sorted(p.name for p in delta_log(checkpointed).iterdir())
+    result = doctor(checkpointed, "--repair")
+    assert result.exit_code == 1
+    assert "could not rebuild the checkpoint, left the log as it was" in result.output
+    assert sorted(p.name for p in delta_log(checkpointed).iterdir()) == files
+
+
+def test_a_torn_last_append_keeps_the_events_it_fully_names(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    day = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    first = [RunStarted(run_id="r1", occurred_at=day + timedelta(seconds=n)) for n in range(3)]
+    second = [RunStarted(run_id="r2", occurred_at=day + timedelta(days=1)) for _ in range(2)]
+    before = event_ids(store)
+    store.events.append([*first, *second])  # one commit, a data file per day
+    last = commit(store, 1)
+    lines = last.read_text().splitlines()
+    adds = [n for n, line in enumerate(lines) if line.startswith('{"add"')]
+    assert len(adds) == 2
+    last.write_text("\n".join(lines[: adds[1]]) + "\n" + lines[adds[1]][:60])  # torn in the add
+    kept_day = json.loads(lines[adds[0]])["add"]["partitionValues"]["day"]
+    result = doctor(store)
+    assert result.exit_code == 1 and "commit 1 is unreadable (torn)" in result.output
+    result = doctor(store, "--repair", "--vacuum-hours", "0")
+    assert "commit 1 was torn: rewrote it, kept 1 data files" in result.output
+    # The other day's file is an orphan now, and may be all that is left of its events.
+    assert "kept: the log lost events" in result.output
+    kept = first if kept_day == "2026-01-05" else second
+    assert event_ids(store) == sorted(before + [e.event_id for e in kept])
+    assert list((store.root / "doctor").glob("damaged-*/00000000000000000001.json"))
+
+
+def test_a_torn_compaction_is_undone_without_losing_or_doubling_events(store: Store) -> None:
+    for n in range(3):
+        record_failing_run(store, [f"AssertionError: expected {n}"])
+    before = event_ids(store)
+    store.events.compact()
+    last = commit(store, store.events.version() or 0)
+    assert '"operation":"OPTIMIZE"' in last.read_text()
+    last.write_text(last.read_text()[:-150])
+    assert doctor(store).exit_code == 1
+    result = doctor(store, "--repair")
+    assert result.exit_code == 0, result.output
+    assert "undid it (a OPTIMIZE commit" in result.output
+    assert event_ids(store) == before
+
+
+def test_an_empty_commit_is_reported_and_its_orphans_are_kept(store: Store) -> None:
+    record_failing_run(store, ["AssertionError: lost"])
+    lost = set(event_ids(store))
+    commit(store, 1).write_bytes(b"")  # what a power cut can leave of an unsynced file
+    lost -= set(event_ids(store))
+    assert lost  # deltalake reads on, without the events
+    data = [p for p in store.events.path.rglob("*.parquet") if "_delta_log" not in str(p)]
+    for path in data:
+        os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO))
+    result = doctor(store, "--repair")
+    assert result.exit_code == 1
+    assert "commit 1 is empty: what it recorded is lost" in result.output
+    assert "kept: the log lost events" in result.output
+    assert all(p.exists() for p in data)
+
+
+def test_a_missing_commit_in_the_middle_is_reported_not_repaired(store: Store) -> None:
+    for n in range(2):
+        record_failing_run(store, [f"AssertionError: expected {n}"])
+    commit(store, 1).unlink()
+    result = doctor(store, "--repair")
+    assert result.exit_code == 1
+    assert "commit 1 missing, and no readable checkpoint covers them" in result.output
+
+
+def test_a_torn_compaction_whose_old_files_are_gone_is_left_as_it_was(store: Store) -> None:
+    for n in range(3):
+        record_failing_run(store, [f"AssertionError: expected {n}"])
+    old = [Path(uri.removeprefix("file://")) for uri in store.events.files()]
+    store.events.compact()
+    for path in old:  # what a vacuum does to the files a compaction replaced
+        path.unlink()
+    last = commit(store, store.events.version() or 0)
+    torn = last.read_text()[:-150]
+    last.write_text(torn)
+    result = doctor(store, "--repair")
+    assert result.exit_code == 1
+    assert "could not undo torn commit 4 (OPTIMIZE): its old files are gone" in result.output
+    assert last.read_text() == torn
