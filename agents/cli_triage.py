@@ -9,22 +9,10 @@ from typing import Any
 
 import click
 
-from agents.triage import Triage
+from agents.triage import Triage, decisions
 from memory.cli import cli, emit, open_store, output_options
 from memory.query import History
 from memory.store import Store
-
-_DECISIONS = """
-    SELECT d.run_id, d.nodeid, d.detail->>'$.action' AS action,
-           d.detail->>'$.category' AS category, d.incident_id,
-           CAST(d.detail->>'$.incident_is_new' AS BOOLEAN) AS incident_is_new,
-           CAST(d.detail->>'$.score' AS DOUBLE) AS score, d.detail->>'$.reason' AS reason,
-           CAST(d.detail->>'$.attempts' AS INTEGER) AS attempts,
-           d.detail->>'$.final_outcome' AS final_outcome,
-           CAST(d.detail->>'$.confidence' AS DOUBLE) AS confidence
-    FROM facts d WHERE d.type = 'DecisionMade' AND d.run_id = ?
-    QUALIFY row_number() OVER (PARTITION BY d.nodeid ORDER BY d.occurred_at DESC) = 1
-    ORDER BY d.nodeid"""
 
 
 @cli.command()
@@ -78,14 +66,14 @@ def _agent_decider(store: Store, model_config: Path | None) -> Any:
     return agent_decider(store, client) if client else None
 
 
-@cli.command()
+@cli.command("decisions")
 @click.option("--run", default="latest", show_default=True, help="Run id or unique prefix.")
 @output_options
-def decisions(run: str, fmt: str, as_json: bool) -> None:
+def decisions_command(run: str, fmt: str, as_json: bool) -> None:
     """The decisions taken for each test that failed in a run.
 
     Example: testmem decisions --run latest --json
     """
     history = History(open_store())
-    result = history.sql(_DECISIONS, [history.resolve_run(run)])
+    result = decisions(history, history.resolve_run(run))
     emit(result.columns, result.rows, fmt, as_json)

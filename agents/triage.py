@@ -2,26 +2,35 @@
 
     link failures to incidents (memory.incidents.Matcher)
       → gather evidence (agents.context) → classify (agents.analyzer)
-      → DecisionMade facts → heal (agents.healer) | escalate (agents.defects)
+      → heal (agents.healer) | escalate (agents.defects) → DecisionMade facts
 
 Decisions are events too, so triage is idempotent: a test already decided in
-a run is not decided again unless ``force`` is set.
+a run is not decided again unless ``force`` is set. The ``DecisionMade`` facts
+are written *after* the hand-offs, which are idempotent themselves (one defect
+per incident, one proposal per patch), so a triage killed half-way is finished
+by the next one instead of leaving decisions whose defect was never filed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from agents.analyzer import FailureContext, Verdict, classify
 from agents.context import build_contexts
+from agents.defects import DefectWarning
 from agents.schema import ApiChange, detect_changes
+from memory.errors import StoreError
 from memory.events import Fact
-from memory.query import History
+from memory.query import History, Rows
 from memory.store import Store
+
+TRIAGE_LOCK_S = 600.0  # how long a triage waits for another triage of the same run
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,10 @@ class Triage:
 
     def run(self, run: str | None = None, *, force: bool = False) -> TriageResult:
         run_id = History(self.store).resolve_run(run)
+        with _deciding(self.store, run_id):  # the session's triage and a manual one
+            return self._run(run_id, force)
+
+    def _run(self, run_id: str, force: bool) -> TriageResult:
         problems = self._link(run_id)
         history = History(self.store)  # a fresh snapshot that holds the links
         links = _links(history, run_id)
@@ -103,10 +116,13 @@ class Triage:
                 continue
             verdict = self.decide(context)
             decisions.append(_decision(run_id, test, links.get(test["failure_id"]), verdict))
+        with _as_problems(problems, DefectWarning) as caught:
+            decisions = self._act(history, decisions, changes, problems)
+            sink_failed = any(issubclass(w.category, DefectWarning) for w in caught)
+            if self.escalate and not sink_failed:  # a sink that just failed waits for later
+                _attempt(problems, partial(_flush_outbox, self.store))
+        # Last: a decision in the log means its hand-off was made or waits in the outbox.
         self.store.events.append([_fact(d) for d in decisions])
-        decisions = self._act(history, decisions, changes, problems)
-        if self.escalate:
-            _attempt(problems, partial(_flush_outbox, self.store))
         return TriageResult(run_id, decisions, len(contexts) - len(decisions), problems)
 
     def _link(self, run_id: str) -> list[str]:
@@ -159,6 +175,21 @@ def _cause_of(decision: Decision, incident: str, causes: dict[str, str]) -> str:
     return behind[0] if behind else incident
 
 
+@contextmanager
+def _deciding(store: Store, run_id: str) -> Iterator[None]:
+    """One triage of a run at a time, across processes: the second one then
+    finds the first one's decisions and does not decide those tests again."""
+    from filelock import FileLock, Timeout
+
+    name = hashlib.sha256(run_id.encode()).hexdigest()[:16]  # ids never become raw paths
+    lock = FileLock(str(store.subdir("locks") / f"triage-{name}.lock"), timeout=TRIAGE_LOCK_S)
+    try:
+        with lock:
+            yield
+    except Timeout as exc:
+        raise StoreError(f"run {run_id} is being triaged by another process") from exc
+
+
 def _attempt(problems: list[str], action: Callable[[], str | None]) -> str | None:
     """Run one hand-off; its failure is a problem to report, not a crash of triage."""
     try:
@@ -166,6 +197,23 @@ def _attempt(problems: list[str], action: Callable[[], str | None]) -> str | Non
     except Exception as exc:
         problems.append(f"{type(exc).__name__}: {exc}")
         return None
+
+
+@contextmanager
+def _as_problems(problems: list[str], category: type[Warning]) -> Iterator[list[Any]]:
+    """Warnings of ``category`` become problems, one summary line each, instead of
+    a warning per attempt in pytest's warnings summary; other warnings pass on."""
+    caught: list[Any] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", category)
+            yield caught
+    finally:
+        for w in caught:
+            if issubclass(w.category, category):
+                problems.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _propose_heal(store: Store, history: History, decision: Decision) -> str:
@@ -186,7 +234,8 @@ def _file_defect(store: Store, decision: Decision) -> str:
         "reason": decision.reason,
         **decision.evidence,
     }
-    return DefectAgent(store).escalate(incident, evidence).defect_id
+    result = DefectAgent(store).escalate(incident, evidence)
+    return f"{result.defect_id} (waits in the outbox)" if result.pending else result.defect_id
 
 
 def _flush_outbox(store: Store) -> None:
@@ -258,3 +307,22 @@ def _changes(history: History, problems: list[str]) -> list[ApiChange]:
     except Exception as exc:
         problems.append(f"API change detection failed: {exc}")
         return []
+
+
+DECISIONS = """
+    SELECT d.run_id, d.nodeid, d.detail->>'$.action' AS action,
+           d.detail->>'$.category' AS category, d.incident_id,
+           coalesce(CAST(d.detail->>'$.incident_is_new' AS BOOLEAN), false) AS incident_is_new,
+           CAST(d.detail->>'$.score' AS DOUBLE) AS score, d.detail->>'$.reason' AS reason,
+           CAST(d.detail->>'$.attempts' AS INTEGER) AS attempts,
+           d.detail->>'$.final_outcome' AS final_outcome,
+           CAST(d.detail->>'$.confidence' AS DOUBLE) AS confidence, d.failure_id
+    FROM facts d WHERE d.type = 'DecisionMade' AND d.run_id = ?
+    QUALIFY row_number() OVER (PARTITION BY d.nodeid ORDER BY d.occurred_at DESC) = 1
+    ORDER BY d.nodeid"""
+
+
+def decisions(history: History, run_id: str) -> Rows:
+    """The latest decision for each test of a run that failed (a forced
+    re-triage supersedes the earlier one)."""
+    return history.sql(DECISIONS, [run_id])

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.triage import decisions
 from examples.builds import BUILDS
 from examples.shop_api import Build, ShopServer, serve
 from memory.query import History
@@ -174,19 +175,14 @@ def _defects(history: History, run_id: str) -> list[dict[str, Any]]:
     ).dicts()
 
 
-_DECIDED = """
-    SELECT d.nodeid, d.incident_id, d.detail->>'$.action' AS action,
-           d.detail->>'$.category' AS category, d.detail->>'$.reason' AS reason,
-           coalesce(CAST(d.detail->>'$.incident_is_new' AS BOOLEAN), false) AS incident_is_new,
-           CAST(d.detail->>'$.attempts' AS INTEGER) AS attempts,
-           d.detail->>'$.final_outcome' AS final_outcome, f.message,
+_EVIDENCE = """
+    SELECT f.failure_id, f.message,
            list(x.status) FILTER (WHERE x.status IS NOT NULL) AS statuses,
            string_agg(x.response_body, ' ') AS bodies
-    FROM facts d
-    JOIN failures f ON f.failure_id = d.failure_id
-    LEFT JOIN exchanges x ON x.run_id = d.run_id AND list_contains(f.exchange_ids, x.exchange_id)
-    WHERE d.type = 'DecisionMade' AND d.run_id = ?
-    GROUP BY ALL ORDER BY d.nodeid"""
+    FROM failures f
+    LEFT JOIN exchanges x ON x.run_id = f.run_id AND list_contains(f.exchange_ids, x.exchange_id)
+    WHERE f.run_id = ?
+    GROUP BY ALL"""
 
 
 def judge(history: History, run_id: str, build: Build) -> list[Judged]:
@@ -195,17 +191,20 @@ def judge(history: History, run_id: str, build: Build) -> list[Judged]:
     The cause is read from the attempt the decision was about (the last one):
     a test that met a 503, was retried and then met a regression's 500 is
     failing because of the regression."""
-    judged = {}
-    for row in history.sql(_DECIDED, [run_id]).dicts():
-        cause = cause_of(
-            build, row["nodeid"], row["statuses"] or [], f"{row['message']} {row['bodies']}"
-        )
+    evidence = {row["failure_id"]: row for row in history.sql(_EVIDENCE, [run_id]).dicts()}
+    judged = []
+    for row in decisions(history, run_id).dicts():
+        seen = evidence.get(row["failure_id"], {})
+        text = f"{seen.get('message')} {seen.get('bodies')}"
+        cause = cause_of(build, row["nodeid"], seen.get("statuses") or [], text)
         right = (row["action"], row["category"]) in RIGHT.get(cause, set())
-        judged[row["nodeid"]] = Judged(
-            row["nodeid"], row["action"], row["category"], row["reason"], row["incident_id"],
-            row["incident_is_new"], row["attempts"], row["final_outcome"], cause, right,
+        judged.append(
+            Judged(
+                row["nodeid"], row["action"], row["category"], row["reason"], row["incident_id"],
+                row["incident_is_new"], row["attempts"], row["final_outcome"], cause, right,
+            )
         )  # fmt: skip
-    return list(judged.values())
+    return judged
 
 
 def cause_of(build: Build, nodeid: str, statuses: list[int], text: str) -> str:

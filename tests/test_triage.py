@@ -113,3 +113,34 @@ def test_triage_of_an_unknown_run_is_a_clean_error(
     result = CliRunner().invoke(cli, ["--dir", str(store), "triage", "--run", "nope"])
     assert result.exit_code == 2
     assert "unknown run 'nope'" in result.output
+
+
+def test_two_triages_of_one_run_at_once_decide_each_test_once(
+    tmp_path: Path, shop: ShopServer
+) -> None:
+    """The session's triage and one started by hand: the second waits for the
+    first and then finds every test decided."""
+    root = tmp_path / "suite"
+    root.mkdir()
+    (root / "test_shop.py").write_text(SUITE)
+    store = tmp_path / "store"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", str(root), f"--rootdir={root}"),
+            *("-p", "no:cacheprovider", "--memory", "--no-memory-triage"),
+            *(f"--memory-dir={store}", f"--api-base-url={shop.url}"),
+        ],
+        capture_output=True, cwd=root, check=False,
+    )  # fmt: skip
+    triage = [sys.executable, "-c", "from agents.cli import main; main()", "--dir", str(store)]
+    both = [subprocess.Popen([*triage, "triage"], stdout=subprocess.PIPE) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in both] == [0, 0]
+    counted = subprocess.run(
+        [*triage, "query", "--json",
+         "SELECT nodeid, count(*) AS n FROM facts WHERE type = 'DecisionMade' GROUP BY nodeid"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert {r["nodeid"]: r["n"] for r in json.loads(counted.stdout)} == {
+        "test_shop.py::test_unknown_user_is_found": 1,
+        "test_shop.py::test_setup_error_without_any_exchange": 1,
+    }
