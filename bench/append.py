@@ -7,6 +7,9 @@ a recorded run holds them) are written in batches by:
   per batch (what the recorder does);
 - JSON lines, one ``json.dumps`` per event appended to a file (what
   pytest-reportlog does);
+- ``deltalake.write_deltalake`` of each batch's table (the same conversion,
+  deltalake's own Parquet writer; testmem's writer before it wrote the files
+  with pyarrow and only committed them with deltalake);
 - ``pyarrow.parquet.write_table``, one plain Parquet file per batch (no Delta
   log, so no atomic commits and no concurrent writers).
 
@@ -94,11 +97,26 @@ def write_jsonl(target: Path, batches: Sequence[Sequence[Event]], tables: Sequen
             out.flush()
 
 
+def write_deltalake(
+    target: Path, batches: Sequence[Sequence[Event]], tables: Sequence[Any]
+) -> None:
+    from deltalake import WriterProperties, write_deltalake
+
+    for batch in batches:
+        write_deltalake(
+            str(target),
+            events_to_table(batch),
+            mode="append",
+            partition_by=["day"],
+            writer_properties=WriterProperties(compression="ZSTD"),
+        )
+
+
 def write_parquet(target: Path, batches: Sequence[Sequence[Event]], tables: Sequence[Any]) -> None:
     import pyarrow.parquet as pq
 
     target.mkdir()
-    for n, batch in enumerate(batches):  # the same conversion as the log's, sort included
+    for n, batch in enumerate(batches):  # the same conversion as the log's
         table = events_to_table(batch)
         pq.write_table(table, target / f"{n}.parquet", compression="zstd")
 
@@ -125,6 +143,7 @@ def _plain(value: Any) -> Any:
 WRITERS: dict[str, Writer] = {
     "testmem `EventLog.append` (Delta commit per batch)": write_delta,
     "JSON lines (like pytest-reportlog)": write_jsonl,
+    "`deltalake.write_deltalake` per batch": write_deltalake,
     "`pyarrow.parquet.write_table` (no Delta)": write_parquet,
     "testmem `EventLog.append_table`, tables built beforehand": write_delta_tables,
 }
