@@ -54,9 +54,9 @@ def main() -> None:
     texts = failure_texts(args.n)
     with tempfile.TemporaryDirectory() as cache:
         embedder = Embedder(cache_dir=Path(cache))
-        load = timed(lambda: _model(embedder.model_path))
+        load = timed(lambda: _model(embedder.model_path, embedder.model_key))
         new = timed(lambda: embedder.embed(texts))
-        model = _model(embedder.model_path)
+        model = _model(embedder.model_path, embedder.model_key)
         again = timed(lambda: model.encode(list(texts.values()), batch_size=64))
         fresh = Embedder(cache_dir=Path(cache))  # a new process's view: nothing in memory
         hits = timed(lambda: fresh.embed(texts))

@@ -5,9 +5,13 @@ directory in ``$TESTMEM_MODEL``) loads lazily, once per process, offline, and
 only for a signature never embedded before: a recurring failure is answered
 from the cache, so it costs a SQLite lookup instead of ~7 s of model start-up.
 
+Models of the usual sentence-transformers shape run on ONNX Runtime,
+int8-quantized (`memory.onnx_encoder`: several times faster on a CPU, and no
+torch import); ``$TESTMEM_EMBED_BACKEND=torch`` runs them with PyTorch instead.
+
 The cache is one SQLite file (WAL mode, so concurrent processes may read and
-write it at once); vectors are keyed by model and signature, so switching
-models never mixes vectors from two embedding spaces.
+write it at once); vectors are keyed by model, backend and signature, so
+switching either never mixes vectors from two embedding spaces.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from memory import onnx_encoder
 from memory.errors import TestmemError
+from memory.onnx_encoder import OnnxEncoder
 
 ENV_MODEL = "TESTMEM_MODEL"
+ENV_BACKEND = "TESTMEM_EMBED_BACKEND"  # "onnx" (default where the model allows) or "torch"
 CACHE_FILE = "embeddings.sqlite"
-BATCH_SIZE = 64
+BATCH_SIZE = 16  # for PyTorch: short texts, so larger batches only add padding
 
-_models: dict[str, Any] = {}  # model path -> SentenceTransformer, shared by the process
+_models: dict[str, Any] = {}  # model key -> loaded model, shared by the process
 _lock = threading.Lock()
 
 
@@ -55,18 +62,19 @@ class Embedder:
 
     def __init__(self, model_path: str | None = None, cache_dir: Path | None = None) -> None:
         self.model_path = str(Path(model_path or default_model_path()).expanduser().resolve())
+        self.model_key = model_key(self.model_path)
         self.cache: _VectorCache | None = None
         self._memory: dict[str, list[float]] = {}
         if cache_dir:
             try:
-                self.cache = _VectorCache(Path(cache_dir) / CACHE_FILE, self.model_path)
+                self.cache = _VectorCache(Path(cache_dir) / CACHE_FILE, self.model_key)
             except EmbeddingError as exc:
                 self._drop_cache(exc)
 
     @property
     def loaded(self) -> bool:
         """Whether the model has been loaded in this process."""
-        return self.model_path in _models
+        return self.model_key in _models
 
     def embed(self, texts: dict[str, str]) -> dict[str, list[float]]:
         """signature -> normalised text  =>  signature -> unit vector."""
@@ -103,29 +111,43 @@ class Embedder:
         self.cache = None
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = _model(self.model_path).encode(
+        model = _model(self.model_path, self.model_key)
+        if isinstance(model, OnnxEncoder):
+            return model.encode(texts)
+        vectors = model.encode(
             texts, batch_size=BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False
         )
         return [[float(x) for x in v] for v in vectors]
 
 
-def _model(path: str) -> Any:
-    """The model at ``path``, loaded once per process, never from the network."""
+def model_key(path: str) -> str:
+    """The model and the backend that runs it: vectors of two keys never mix."""
+    if os.environ.get(ENV_BACKEND, "onnx") != "torch" and onnx_encoder.supported(Path(path)):
+        return f"{path}#onnx-{onnx_encoder.VARIANT}"
+    return path
+
+
+def _model(path: str, key: str) -> Any:
+    """The model at ``path`` run by the backend ``key`` names, loaded once per
+    process, never from the network."""
     with _lock:
-        if path not in _models:
+        if key not in _models:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             if not Path(path).is_dir():
                 raise EmbeddingError(f"embedding model not found at {path} (see ${ENV_MODEL})")
-            from sentence_transformers import SentenceTransformer
-
             try:
-                _models[path] = SentenceTransformer(path, device="cpu")
-            except (OSError, ValueError) as exc:
+                if key != path:
+                    _models[key] = OnnxEncoder(Path(path), onnx_encoder.exported(Path(path)))
+                else:
+                    from sentence_transformers import SentenceTransformer
+
+                    _models[key] = SentenceTransformer(path, device="cpu")
+            except (OSError, ValueError, ImportError, RuntimeError) as exc:
                 raise EmbeddingError(f"cannot load embedding model at {path}: {exc}") from exc
-        return _models[path]
+        return _models[key]
 
 
 class _VectorCache:

@@ -121,3 +121,39 @@ def test_processes_share_the_cache_without_losing_vectors(tmp_path: Path) -> Non
     )
     assert len(found) == 200
     assert found["3-7"] == [7.0] * 4
+
+
+def test_the_onnx_backend_agrees_with_pytorch_and_needs_no_torch(tmp_path: Path) -> None:
+    """The default backend runs the int8 ONNX export of the same model: its
+    vectors point where sentence-transformers' PyTorch vectors point, and a
+    process that finds the export embeds without importing torch."""
+    script = textwrap.dedent(
+        f"""
+        import json, os, sys
+        os.environ["TESTMEM_EMBED_BACKEND"] = sys.argv[1]
+        from memory.embed import Embedder
+        vectors = Embedder().embed({FAILURES!r})
+        print(json.dumps({{"vectors": vectors, "torch": "torch" in sys.modules}}))
+        """
+    )
+    onnx, torch = (
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", script, backend],
+                capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1],
+            ).stdout
+        )
+        for backend in ("onnx", "torch")
+    )  # fmt: skip
+    assert not onnx["torch"] and torch["torch"]  # the export exists: the fixture made it
+    for name in FAILURES:
+        assert cosine(onnx["vectors"][name], torch["vectors"][name]) > 0.97
+    assert Embedder().model_key != Embedder(model_path=str(tmp_path)).model_key
+
+
+def test_the_backend_is_part_of_the_cache_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = Embedder().model_key
+    monkeypatch.setenv("TESTMEM_EMBED_BACKEND", "torch")
+    assert Embedder().model_key != default  # PyTorch vectors never answer for ONNX ones
