@@ -9,11 +9,14 @@ Prints, for each clusterer, over all pairs of failures:
 A clusterer is any ``cluster(failures) -> list[cluster_id]`` over the records of
 bench/failures/labelled.jsonl (fields message, exception_type, traceback, nodeid,
 method, route, status; ``cause`` is hidden from it). Full matching is the
-incident matcher's when given with ``--matcher module:function``; until then an
-embedding-threshold clusterer over `Embedder` stands in.
+incident matcher's, given with ``--matcher module:function`` (with ``--sweep``,
+the function is called with ``same=`` each threshold); without it, an online
+clusterer over `Embedder` and `structure_score` that scores every past
+signature (no k nearest) stands in.
 
     .venv/bin/python bench/eval_matching.py [--threshold 0.83] [--sweep] [--matcher mod:fn]
         [--file held-out.jsonl]
+    .venv/bin/python bench/eval_matching.py --matcher memory.incidents:evaluation_clusters
 """
 
 from __future__ import annotations
@@ -125,9 +128,11 @@ def _nearest(
     return seen[known[best].signature] if best >= 0 else len(set(seen.values()))
 
 
-def load_matcher(spec: str) -> Clusterer:
+def load_matcher(spec: str) -> Callable[..., Sequence[Hashable]]:
     module, _, name = spec.partition(":")
-    matcher: Clusterer = getattr(importlib.import_module(module), name or "cluster")
+    matcher: Callable[..., Sequence[Hashable]] = getattr(
+        importlib.import_module(module), name or "cluster"
+    )
     return matcher
 
 
@@ -152,12 +157,17 @@ def main() -> None:
     report("signature only", evaluate(failures, by_signature))
     signatures = len({fingerprint_of(f).signature for f in failures})
     print(f"  ({signatures} signatures, {time.perf_counter() - started:.2f}s)")
+    thresholds = [x / 100 for x in range(70, 96, 1)] if args.sweep else [args.threshold]
     if args.matcher:
-        report(f"full matching ({args.matcher})", evaluate(failures, load_matcher(args.matcher)))
+        matcher = load_matcher(args.matcher)
+        if not args.sweep:
+            report(f"full matching ({args.matcher})", evaluate(failures, matcher))
+        for threshold in thresholds if args.sweep else []:
+            swept = functools.partial(matcher, same=threshold)
+            report(f"full matching, same >= {threshold:.2f}", evaluate(failures, swept))
         return
     with tempfile.TemporaryDirectory() as cache:
         embedder = Embedder(cache_dir=Path(cache))
-        thresholds = [x / 100 for x in range(70, 96, 1)] if args.sweep else [args.threshold]
         for threshold in thresholds:
             figures = evaluate(failures, by_similarity(embedder, threshold))
             report(f"signature + similarity >= {threshold:.2f}", figures)

@@ -37,6 +37,7 @@ class NumpyScan:
 
     def __init__(self, ids: list[str], matrix: np.ndarray) -> None:
         self.ids, self.matrix = ids, matrix
+        self.rows = {s: i for i, s in enumerate(ids)}
 
     def exists(self) -> bool:
         return True
@@ -48,6 +49,9 @@ class NumpyScan:
         cosines = self.matrix @ vector
         top = np.argpartition(-cosines, k)[:k]
         return [Neighbour(self.ids[i], float(cosines[i])) for i in top]
+
+    def vectors(self, signatures: list[str]) -> dict[str, np.ndarray]:
+        return {s: self.matrix[self.rows[s]] for s in signatures if s in self.rows}
 
 
 def synthetic_index(

@@ -7,7 +7,9 @@ method, status code, route template, JSON key names). `fingerprint` adds the
 structure around the message (status, method, route, the test and its own
 frames) and hashes it into a `signature`: same signature → same incident,
 with no model involved. `Fingerprint.text` is what gets embedded when the
-signature is new.
+signature is new; `kind` (what was checked: a missing key, a type, a status, a
+timeout...) and `keys` (the names the failure is about) let `structure_score`
+tell one cause in two wordings from two causes in one wording.
 
 Every input is capped and cleaned first and every pattern is linear, so a
 10 MB traceback or binary garbage costs milliseconds, never a crash.
@@ -49,7 +51,8 @@ class Fingerprint:
     route: str | None
     test: str | None
     frames: tuple[str, ...]
-    keys: tuple[str, ...] = ()  # quoted names the message mentions: JSON keys, fields
+    keys: tuple[str, ...] = ()  # the quoted names the failure is about: JSON keys, fields
+    kind: str = ""  # what was checked and failed: missing, type, status, timeout... (`_kind`)
 
 
 def fingerprint(
@@ -85,7 +88,8 @@ def fingerprint(
         route=route,
         test=test,
         frames=frames,
-        keys=tuple(dict.fromkeys(_KEY.findall(masked))),
+        keys=subject_keys(masked),
+        kind=_kind(exception_type, masked),
     )
 
 
@@ -101,9 +105,10 @@ def structure_score(a: Fingerprint, b: Fingerprint) -> float:
 
     Two responses with one error status from one request are one cause however
     the tests word it (``assert 500 == 200`` or ``raise_for_status``); a 2xx says
-    nothing (the body is at fault, the words must decide). Without a response
-    (timeouts, refused connections) the resource matters, not the exact route.
-    A quoted name that differs (KeyError 'name' vs 'email') speaks against.
+    nothing by itself (the body is at fault). Without a response (timeouts,
+    refused connections) the resource matters, not the exact route. Then the kind
+    of check decides (`_kind_agreement`), and a quoted name that differs
+    (KeyError 'name' vs 'email') speaks against.
     """
     adjust = _agreement(a.test, b.test, 0.03, 0.0) + _agreement(a.status, b.status, 0.0, -0.30)
     if a.status and b.status:
@@ -113,9 +118,43 @@ def structure_score(a: Fingerprint, b: Fingerprint) -> float:
             return adjust + 0.25 + _key_conflict(a, b)
     elif _differs(_resource(a.route), _resource(b.route)):
         adjust -= 0.20
-    return (
-        adjust + _agreement(a.exception_type, b.exception_type, 0.03, -0.08) + _key_conflict(a, b)
-    )
+    return adjust + _kind_agreement(a, b) + _key_conflict(a, b)
+
+
+# Kinds whose message is the transport library's wording, not the cause's.
+_TRANSPORT_KINDS = ("timeout", "connection")
+
+
+def _kind_agreement(a: Fingerprint, b: Fingerprint) -> float:
+    """The kind of check that failed, a finer exception type: ``KeyError: 'total'``
+    and ``assert 'total' in body`` are one kind (missing) in two wordings, while
+    ``assert isinstance(body.get('total'), float)`` is another (type) that merely
+    names the same field, so at most related.
+
+    One kind about the same names on the same request is one cause however it is
+    worded (as one error status is): a timeout or refused connection on one
+    service, a missing field on one route. Failures without a kind (a custom
+    message, an exception of the code under test) compare exception types.
+    """
+    if not (a.kind and b.kind):
+        return _agreement(a.exception_type, b.exception_type, 0.03, -0.08)
+    if a.kind != b.kind:
+        return -0.15
+    if a.kind in _TRANSPORT_KINDS:
+        same = a.exception_type == b.exception_type and _same(
+            _resource(a.route), _resource(b.route)
+        )
+    else:
+        same = bool(a.keys) and set(a.keys) == set(b.keys) and _same_request(a, b)
+    return 0.10 if same else 0.03
+
+
+def _same_request(a: Fingerprint, b: Fingerprint) -> bool:
+    return _same(a.route, b.route) and not _differs(a.method, b.method)
+
+
+def _same(mine: object, theirs: object) -> bool:
+    return bool(mine and theirs and mine == theirs)
 
 
 def _key_conflict(a: Fingerprint, b: Fingerprint) -> float:
@@ -137,6 +176,85 @@ def _agreement(mine: object, theirs: object, bonus: float, conflict: float) -> f
     if not mine or not theirs:
         return 0.0
     return bonus if mine == theirs else conflict
+
+
+# --- what a failure is about ---------------------------------------------------
+
+_ASSERTION = re.compile(r"^assert (.*)$", re.MULTILINE)
+_STATUS_ASSERTION = re.compile(r"^[1-5]\d\d [!=]= [1-5]\d\d\b")
+_MEMBERSHIP = re.compile(r"""^(?:'[^'\n]*'|"[^"\n]*") (not )?in\b""")
+_CONNECTION_ERROR = re.compile(r"Connect|Network|Protocol|Proxy|ReadError|WriteError|SSL")
+_COMPARISONS = (
+    (" == ", "equal"),
+    (" != ", "unequal"),
+    (" is ", "identity"),
+    (" in ", "membership"),
+)
+_ORDER = re.compile(r" (?:<|>|<=|>=) ")
+
+
+def _kind(exception_type: str, masked: str) -> str:
+    """What was checked and failed, whatever the wording (see `_kind_agreement`).
+
+    From the exception type when it says it (timeouts, refused connections, a
+    KeyError, an HTTP status error), else from the expression pytest shows for
+    a failed ``assert`` and its ``where`` lines. ``""`` when neither says.
+    """
+    name = exception_type.rsplit(".", 1)[-1]
+    if _CONNECTION_ERROR.search(name):
+        return "connection"
+    if "Timeout" in name or name == "timeout":
+        return "timeout"
+    if name == "KeyError":
+        return "missing"
+    if name.endswith(("StatusError", "HTTPError")):
+        return "status"
+    assertion = _ASSERTION.search(masked) if name == "AssertionError" else None
+    if assertion is None:
+        return ""
+    expression, block = assertion.group(1), masked[assertion.start() :]
+    if _STATUS_ASSERTION.match(expression):
+        return "status"
+    if membership := _MEMBERSHIP.match(expression):
+        return "present" if membership.group(1) else "missing"
+    if "isinstance(" in block:
+        return "type"
+    if "len(" in block:
+        return "length"
+    if ".status_code" in block:
+        return "status"
+    if _ORDER.search(expression):
+        return "order"
+    return next((kind for op, kind in _COMPARISONS if op in expression), "truth")
+
+
+_DIFF_END = re.compile(r"^\s*Full diff:", re.MULTILINE)
+
+
+def subject_keys(masked: str) -> tuple[str, ...]:
+    """The quoted names a failure is about, in order: those outside any literal
+    dict or list (``KeyError: 'total'``, ``assert 'total' in {...}``, ``.get('total')``)
+    and those of the items pytest lists as differing (``{'status': ...} != {...}``),
+    not every key of a body the message prints. All quoted names when none is."""
+    lines = _DIFF_END.split(masked, 1)[0].splitlines()
+    found: list[str] = []
+    for number, line in enumerate(lines):
+        itemised = number > 0 and line.lstrip().startswith(("{", "["))
+        found += _KEY.findall(line if itemised else _outside_literals(line))
+    return tuple(dict.fromkeys(found or _KEY.findall(masked)))
+
+
+def _outside_literals(line: str) -> str:
+    """The text of a line outside ``{...}`` and ``[...]``."""
+    depth, kept = 0, []
+    for char in line:
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth = max(depth - 1, 0)
+        elif not depth:
+            kept.append(char)
+    return "".join(kept)
 
 
 # --- cleaning -----------------------------------------------------------------
@@ -178,6 +296,7 @@ _STATUS_HINT = re.compile(
 )
 _REQUEST = re.compile(rf"\b({_METHODS})\s+(?:'|\")?((?:https?://[^\s'\"/]+)?/[^\s'\"]*)")
 _URL_PATH = re.compile(r"\bhttps?://[^\s'\"/<>]+(/[^\s'\"<>]*)")
+_DATA_VALUE_BEFORE = re.compile(r"""['"]\s?:\s?['"]$""")  # 'key': 'http://...'
 # The request in the test's source lines: `client.get(f"/users/{uid}")`, `request("GET", "/x")`.
 _SOURCE_REQUEST = re.compile(
     rf"\.({_METHODS.lower()})\(\s*f?[\"'](/[^\"'\s]*)[\"']|[\"']({_METHODS})[\"'],\s*f?[\"'](/[^\"'\s]*)[\"']"
@@ -203,16 +322,24 @@ def _exception_type(message: str) -> str:
 
 
 def _request(message: str, traceback: str) -> tuple[str | None, str | None]:
-    """The HTTP method and URL path a message (else the test's source) names, if any."""
+    """The HTTP method and URL path a message (else the test's source) names, if any.
+
+    A URL that is a value in the message's data (``'avatar_url': 'https://cdn/a.png'``)
+    is what the response said, not the request. A message that names only the URL
+    (httpx's ``for url '...'``) takes its method from the source when both name one route.
+    """
     if match := _REQUEST.search(message):
         return match.group(1), urlsplit(match.group(2).rstrip(":;,.)")).path or "/"
-    if match := _URL_PATH.search(message):
-        return None, match.group(1)
     source = "\n".join(line for line in traceback.splitlines() if not line.startswith("E "))
+    method, path = None, None
     if match := _SOURCE_REQUEST.search(source):
         method, path = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
-        return method.upper(), path
-    return None, None
+        method = method.upper()
+    for url in _URL_PATH.finditer(message):
+        if not _DATA_VALUE_BEFORE.search(message, max(url.start() - 40, 0), url.start()):
+            same_route = path is not None and _route(path) == _route(url.group(1))
+            return (method if same_route else None), url.group(1)
+    return method, path
 
 
 def _route(path: str | None) -> str | None:

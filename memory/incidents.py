@@ -2,15 +2,16 @@
 
 A failure is linked to an incident in three steps. Its signature (see
 `memory.fingerprint`) was seen before → the same incident, no model involved.
-Otherwise its embedding's nearest signatures in the Chroma index are scored:
-cosine similarity, plus agreement of structure (same test, route, status,
-exception type), minus a decay for candidates not seen for a long time. At or
-above ``same`` it joins the best candidate's incident; at or above
-``related`` it opens a new incident that records the related one; below, a
-new incident. Every link is a ``FailureLinked`` fact with its candidates, so
-any match can be explained, and incidents are a projection of the log:
-``FailureObserved`` + ``FailureLinked`` + ``IncidentLabelled`` +
-``IncidentsMerged`` + ``TestFinished`` (for resolution).
+Otherwise candidates are scored: its embedding's nearest signatures in the
+Chroma index, and the signatures that failed with the same error status on the
+same route, each by cosine similarity, plus agreement of structure (same test,
+route, status, exception type, kind of check, keys), minus a decay for
+candidates not seen for a long time. At or above ``same`` it joins the best
+candidate's incident; at or above ``related`` it opens a new incident that
+records the related one; below, a new incident. Every link is a
+``FailureLinked`` fact with its candidates, so any match can be explained, and
+incidents are a projection of the log: ``FailureObserved`` + ``FailureLinked``
++ ``IncidentLabelled`` + ``IncidentsMerged`` + ``TestFinished`` (for resolution).
 
 Humans outweigh the model: a merged incident's signatures resolve to the one
 it was merged into, and an incident keeps the label a human gave it.
@@ -23,12 +24,13 @@ import json
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from memory.errors import NotFoundError, TestmemError
+from memory.errors import NotFoundError, StoreError, TestmemError
 from memory.events import Fact
 from memory.fingerprint import Fingerprint, fingerprint, structure_score
 from memory.index import IndexUnavailable, SignatureIndex, SignatureRecord
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from memory.embed import Embedder
 
 LABELS = ("product-bug", "flaky", "test-outdated", "infra")
-DEFAULT_SAME = 0.83  # middle of the 0.81-0.84 plateau of bench/eval_matching.py (BENCHMARKS.md)
+DEFAULT_SAME = 0.83  # inside the 0.80-0.85 plateau of bench/eval_matching.py (BENCHMARKS.md)
 DEFAULT_RELATED = 0.70  # a new incident still worth pointing at
 INCIDENT_ID = re.compile(r"^INC-[0-9a-f]{8,16}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -115,6 +117,7 @@ class Link:
             http_method=fp.method,
             exception_type=fp.exception_type,
             keys=list(fp.keys),
+            kind=fp.kind,
         )
 
 
@@ -149,13 +152,14 @@ def _as_fingerprint(record: SignatureRecord, test: str | None) -> Fingerprint:
         test=test if test in tests else (tests[0] if tests else None),
         frames=(),
         keys=record.keys,
+        kind=record.kind,
     )
 
 
 def _agreements(new: Fingerprint, old: Fingerprint) -> list[str]:
     """Which known parts agree, for a person reading why a candidate scored so."""
     parts = []
-    for what in ("status", "method", "route", "exception_type", "test"):
+    for what in ("status", "method", "route", "exception_type", "kind", "test"):
         mine, theirs = getattr(new, what), getattr(old, what)
         if mine and theirs:
             parts.append(f"{'same' if mine == theirs else 'other'} {what.replace('_', ' ')}")
@@ -183,7 +187,8 @@ _SIGNATURES_SQL = """
            min(coalesce(f.occurred_at, l.occurred_at)) AS first_seen,
            max(coalesce(f.occurred_at, l.occurred_at)) AS last_seen,
            count(*) AS count,
-           arg_min(coalesce(l.detail->>'$.keys', '[]'), l.occurred_at) AS keys
+           arg_min(coalesce(l.detail->>'$.keys', '[]'), l.occurred_at) AS keys,
+           arg_min(coalesce(l.detail->>'$.kind', ''), l.occurred_at) AS kind
     FROM facts l LEFT JOIN failures f ON f.failure_id = l.failure_id
     WHERE l.type = 'FailureLinked'
     GROUP BY l.signature"""
@@ -197,6 +202,9 @@ class Known:
     merged_into: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     incident_ids: set[str] = field(default_factory=set)
+    # (route, error status) -> its signatures, first seen first; built when first
+    # needed (see `failed_alike`), then kept up to date by `remember`
+    _failed_requests: dict[tuple[str, int], list[str]] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, history: History) -> Known:
@@ -229,6 +237,29 @@ class Known:
             seen.add(incident_id)
         return incident_id
 
+    def failed_alike(self, fp: Fingerprint, limit: int) -> list[str]:
+        """The latest signatures that failed with ``fp``'s error status on its route.
+
+        One error status from one request is one cause however it is worded
+        (`memory.fingerprint.structure_score`), but two wordings of it can share
+        too little text to be among the nearest embeddings (``raise_for_status``
+        vs ``assert 503 == 200``): the matcher scores these as candidates too.
+        """
+        if not (fp.route and fp.status and fp.status >= 400):
+            return []
+        if self._failed_requests is None:
+            self._failed_requests = {}
+            for record in sorted(self.signatures.values(), key=lambda r: r.first_seen):
+                self._note_request(record)
+        return self._failed_requests.get((fp.route, fp.status), [])[-limit:]
+
+    def _note_request(self, record: SignatureRecord) -> None:
+        if self._failed_requests is None or not (record.status and record.status >= 400):
+            return
+        if record.route:
+            key = (record.route, record.status)
+            self._failed_requests.setdefault(key, []).append(record.signature)
+
     def live_record(self, signature: str) -> SignatureRecord:
         record = self.signatures[signature]
         return replace(record, incident_id=self.resolve(record.incident_id))
@@ -258,7 +289,9 @@ class Known:
                 at,
                 1,
                 fp.keys,
+                fp.kind,
             )
+            self._note_request(record)
         else:
             record = replace(
                 old,
@@ -322,6 +355,7 @@ class _SessionVectors:
         import numpy as np
 
         self.signatures: list[str] = []
+        self.rows: dict[str, int] = {}
         self.matrix = np.zeros((64, dimensions), dtype=np.float32)
 
     def add(self, signature: str, vector: np.ndarray) -> None:
@@ -329,8 +363,12 @@ class _SessionVectors:
 
         if len(self.signatures) == len(self.matrix):
             self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
+        self.rows[signature] = len(self.signatures)
         self.matrix[len(self.signatures)] = vector
         self.signatures.append(signature)
+
+    def vectors(self, signatures: list[str]) -> dict[str, np.ndarray]:
+        return {s: self.matrix[self.rows[s]] for s in signatures if s in self.rows}
 
     def nearest(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         import numpy as np
@@ -371,17 +409,31 @@ class Matcher:
     # -- public --------------------------------------------------------------
 
     def link_run(self, run_id: str) -> list[Link]:
-        """Link every failure of the run not linked yet (so calling it twice adds nothing)."""
+        """Link every failure of the run not linked yet (so calling it twice adds nothing).
+
+        One process links at a time per store, reading the log afresh under a
+        file lock: runs triaged at once would otherwise each open an incident
+        for the regression they share, named after whichever of its signatures
+        each met first. Embedding, the slow part, comes before the lock; the
+        index is opened under it, because an embedded Chroma opened earlier does
+        not see what other processes wrote since.
+        """
         assert self.store is not None, "link_run needs a store"
+        self._vectors([fingerprint_of(f) for f in self._unlinked(run_id)])
+        with _linking(self.store):
+            return self.link_all(self._unlinked(run_id))
+
+    def _unlinked(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's failures without a link, as of now; refreshes what is known."""
+        assert self.store is not None
         history = History(self.store)
         self.known = Known.load(history)
-        rows = failure_rows(
+        return failure_rows(
             history,
             "f.run_id = ? AND f.failure_id NOT IN "
             "(SELECT failure_id FROM facts WHERE type = 'FailureLinked' AND run_id = ?)",
             [run_id, run_id],
         )
-        return self.link_all(rows)
 
     def link(self, failure: dict[str, Any]) -> Link:
         """Link one failure row (``failures`` view + method/route/status)."""
@@ -437,7 +489,7 @@ class Matcher:
             live = known.resolve(first)
             method = "signature" if live == first else "label"
             return Link(failure_id, live, fp.signature, method, 1.0, False, None, [])
-        candidates = self._candidates(fp, vector, at)
+        candidates = self._candidates(fp, vector, at, enough=self.same)
         best = candidates[0] if candidates else None
         if best and best.score >= self.same:
             return Link(
@@ -463,8 +515,17 @@ class Matcher:
         )
 
     def _candidates(
-        self, fp: Fingerprint, vector: np.ndarray | None, at: datetime
+        self,
+        fp: Fingerprint,
+        vector: np.ndarray | None,
+        at: datetime,
+        enough: float = float("inf"),
     ) -> list[Candidate]:
+        """The k nearest signatures by embedding, each incident scored by its best
+        signature; unless one scores ``enough``, also the signatures that failed
+        alike (`Known.failed_alike`), whose vectors may cost an index read."""
+        import numpy as np
+
         if vector is None:
             return []
         cosines = dict(self.session.nearest(vector, self.k))
@@ -476,6 +537,18 @@ class Matcher:
             except IndexUnavailable as exc:
                 self._fall_back(exc)
         best: dict[str, Candidate] = {}
+        self._score_into(best, fp, cosines, at)
+        if max((c.score for c in best.values()), default=0.0) < enough:
+            alike = [s for s in self.known.failed_alike(fp, self.k) if s not in cosines]
+            vectors = self._stored_vectors(alike)
+            more = {s: float(np.asarray(v, dtype=np.float32) @ vector) for s, v in vectors.items()}
+            self._score_into(best, fp, more, at)
+        return sorted(best.values(), key=lambda c: (-c.score, -c.cosine, c.incident_id))
+
+    def _score_into(
+        self, best: dict[str, Candidate], fp: Fingerprint, cosines: dict[str, float], at: datetime
+    ) -> None:
+        """Score each signature; keep each incident's best-scored one in ``best``."""
         for signature, cosine in cosines.items():
             if signature not in self.known.signatures:
                 continue  # indexed by a process whose facts this snapshot predates
@@ -485,9 +558,19 @@ class Matcher:
                 best[record.incident_id] = Candidate(
                     record.incident_id, signature, value, cosine, why
                 )
-        return sorted(best.values(), key=lambda c: (-c.score, -c.cosine, c.incident_id))
 
     # -- vectors, index and log ------------------------------------------------
+
+    def _stored_vectors(self, signatures: list[str]) -> dict[str, Any]:
+        """Embeddings of known signatures: this session's, else the index's."""
+        found: dict[str, Any] = self.session.vectors(signatures)
+        missing = [s for s in signatures if s not in found]
+        if missing and self.index is not None and self._use_index():
+            try:
+                found |= self.index.vectors(missing)
+            except IndexUnavailable as exc:
+                self._fall_back(exc)
+        return found
 
     def _vectors(self, prints: list[Fingerprint], known_too: bool = False) -> dict[str, Any]:
         """Embeddings of the unknown signatures (of all, with ``known_too``):
@@ -574,6 +657,26 @@ class Matcher:
         )
 
 
+LINK_LOCK_TIMEOUT = 300.0  # seconds; linking one run takes a few
+
+
+@contextmanager
+def _linking(store: Store) -> Iterator[None]:
+    """One linker at a time per store, across processes (see `Matcher.link_run`)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(store.subdir("locks") / "link.lock"), timeout=LINK_LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        held = f"{lock.lock_file} held by another process for {LINK_LOCK_TIMEOUT:g} s"
+        raise StoreError(f"cannot link failures: {held}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _when(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -627,9 +730,9 @@ def cluster_failures(
     return Clustering([link.incident_id for link in links], links)
 
 
-def evaluation_clusters(failures: list[dict[str, Any]]) -> list[str]:
-    """The ``cluster`` function bench/eval_matching.py measures (default thresholds)."""
-    return cluster_failures(failures).clusters
+def evaluation_clusters(failures: list[dict[str, Any]], same: float = DEFAULT_SAME) -> list[str]:
+    """The ``cluster`` bench/eval_matching.py measures (``--sweep`` varies ``same``)."""
+    return cluster_failures(failures, same=same).clusters
 
 
 def _text(message: str | bytes) -> str:

@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,8 @@ class SignatureRecord:
     first_seen: datetime
     last_seen: datetime
     count: int
-    keys: tuple[str, ...] = ()  # quoted names in the message (JSON keys, fields)
+    keys: tuple[str, ...] = ()  # the quoted names the failure is about (JSON keys, fields)
+    kind: str = ""  # what was checked and failed (`memory.fingerprint.Fingerprint.kind`)
 
     def metadata(self) -> dict[str, str | int]:
         """Chroma metadata: scalars only, no None; keys only when known, because an
@@ -95,6 +96,11 @@ class SignatureIndex:
     @property
     def embedded(self) -> bool:
         return not self.url
+
+    @property
+    def where(self) -> str:
+        """The Chroma server's URL, or the embedded index's directory."""
+        return self.url or str(self.path)
 
     def exists(self) -> bool:
         """False when an embedded index was never built or its directory was deleted."""
@@ -157,7 +163,9 @@ class SignatureIndex:
             if self.embedded:
                 shutil.rmtree(self.path, ignore_errors=True)
             else:
-                with _translated("reset"):
+                from chromadb.errors import NotFoundError
+
+                with _translated("reset"), suppress(NotFoundError):  # a fresh server has none
                     self._client().delete_collection(COLLECTION)
             self._collection = None
             with _translated("create"):

@@ -183,6 +183,117 @@ def test_structure_score_separates_near_misses_and_joins_rewordings() -> None:
     assert structure_score(name, email) < structure_score(name, name)
 
 
+ISINSTANCE = (
+    "assert False\n +  where False = isinstance('445.00', float)\n"
+    " +    where '445.00' = <built-in method get of dict object at 0x7f3a2b1c4d50>('total')"
+)
+DICT_DIFF = (
+    "assert {'id': 7, 'status': 'shipped', 'updated_at': 'x'} == "
+    "{'id': 7, 'status': 'delivered', 'updated_at': 'x'}\n  \n"
+    "  Omitting 2 identical items, use -vv to show\n  Differing items:\n"
+    "  {'status': 'shipped'} != {'status': 'delivered'}\n  Use -v to get more diff"
+)
+EXTRA_ITEM = (
+    "assert {'id': 7, 'name': 'Ada', 'avatar_url': 'https://cdn.example.com/a.png'} == "
+    "{'id': 7, 'name': 'Ada'}\n  \n  Omitting 2 identical items, use -vv to show\n"
+    "  Left contains 1 more item:\n  {'avatar_url': 'https://cdn.example.com/a.png'}"
+)
+STATUS_ASSERT = (
+    "assert 503 == 200\n +  where 503 = <Response [503 Service Unavailable]>.status_code"
+)
+HELPER_TRACEBACK = (
+    "    def test_get_order(api_client):\n"
+    '>       body = fetch_json(api_client, "GET", "/orders/7")\n\n'
+    "tests/api/test_orders.py:12: \n"
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "exception_type", "kind"),
+    [
+        ("'total'", "KeyError", "missing"),
+        ("assert 'total' in {'id': 7, 'total_amount': 3.5}", "AssertionError", "missing"),
+        ("assert 'debug' not in {'debug': 1}", "AssertionError", "present"),
+        (ISINSTANCE, "AssertionError", "type"),
+        (STATUS_ASSERT, "AssertionError", "status"),
+        ("unexpected status 503: {}\nassert 503 == 200", "AssertionError", "status"),
+        (
+            "Server error '503 Service Unavailable' for url 'http://h/x'",
+            "httpx.HTTPStatusError",
+            "status",
+        ),
+        ("assert 41 == 40\n +  where 41 = len([{'id': 1}, {'id': 2}])", "AssertionError", "length"),
+        (DICT_DIFF, "AssertionError", "equal"),
+        ("assert 3 < 2", "AssertionError", "order"),
+        ("The read operation timed out", "httpx.ReadTimeout", "timeout"),
+        ("[Errno 111] Connection refused", "httpx.ConnectError", "connection"),
+        ("timed out", "httpx.ConnectTimeout", "connection"),
+        ("expected key 'email' in the body", "AssertionError", ""),
+        ("Expecting value: line 1 column 1 (char 0)", "json.decoder.JSONDecodeError", ""),
+    ],
+)
+def test_kind_is_what_was_checked_whatever_the_wording(
+    message: str, exception_type: str, kind: str
+) -> None:
+    assert fingerprint(message, exception_type=exception_type).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("message", "keys"),
+    [
+        ("'total'", ("total",)),
+        ("assert 'total' in {'id': 7, 'total_amount': 3.5, 'created_at': 'x'}", ("total",)),
+        (ISINSTANCE, ("total",)),
+        (DICT_DIFF, ("status",)),
+        (EXTRA_ITEM, ("avatar_url",)),
+        ('unexpected body: {"error": "conflict", "version": 3}', ("error", "version")),
+    ],
+)
+def test_keys_are_the_names_a_failure_is_about_not_every_key_it_prints(
+    message: str, keys: tuple[str, ...]
+) -> None:
+    assert fingerprint(message).keys == keys
+
+
+def test_a_url_in_the_response_data_is_not_the_request() -> None:
+    found = fingerprint(EXTRA_ITEM, traceback=occurrence(1, 2, 3, "x")["traceback"])
+    assert (found.method, found.route) == ("GET", "/users/{id}")
+
+
+def test_a_url_only_message_takes_its_method_from_the_source_of_the_same_route() -> None:
+    raised = "Server error '503 Service Unavailable' for url 'http://127.0.0.1:4000/orders/9'"
+    same_route = fingerprint(raised, traceback=HELPER_TRACEBACK)
+    other_route = fingerprint(raised, traceback=occurrence(1, 2, 3, "x")["traceback"])
+    assert (same_route.method, same_route.route) == ("GET", "/orders/{id}")
+    assert (other_route.method, other_route.route) == (None, "/orders/{id}")
+
+
+def test_one_kind_about_one_name_on_one_request_joins_and_another_kind_does_not() -> None:
+    on_orders = {"method": "GET", "route": "/orders/7", "status": 200}
+    key_error = fingerprint("'total'", exception_type="KeyError", **on_orders)
+    membership = fingerprint("assert 'total' in {'id': 7, 'total_amount': 3.5}", **on_orders)
+    retyped = fingerprint(ISINSTANCE, **on_orders)
+    other_key = fingerprint("'status'", exception_type="KeyError", **on_orders)
+    assert structure_score(key_error, membership) >= 0.10
+    assert structure_score(key_error, retyped) <= -0.15
+    assert structure_score(membership, retyped) <= -0.15
+    assert structure_score(key_error, other_key) < 0
+
+
+def test_one_transport_error_on_one_service_joins_across_routes_and_wordings() -> None:
+    slow_charge = fingerprint("timed out", exception_type="httpx.ReadTimeout", method="POST",
+                              route="/payments")  # fmt: skip
+    slow_refund = fingerprint("The read operation timed out", exception_type="httpx.ReadTimeout",
+                              method="POST", route="/payments/7/refund")  # fmt: skip
+    refused = fingerprint("[Errno 111] Connection refused", exception_type="httpx.ConnectError",
+                          method="POST", route="/payments")  # fmt: skip
+    slow_orders = fingerprint("timed out", exception_type="httpx.ReadTimeout", method="GET",
+                              route="/orders/7")  # fmt: skip
+    assert structure_score(slow_charge, slow_refund) >= 0.10
+    assert structure_score(slow_charge, refused) <= -0.15
+    assert structure_score(slow_charge, slow_orders) < 0
+
+
 BAD_INPUTS: dict[str, str | bytes] = {
     "empty": "",
     "whitespace": " \n\t ",

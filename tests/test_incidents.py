@@ -55,8 +55,10 @@ def record_run(
     results: dict[str, str | None],
     build: str = "",
     at: datetime | None = None,
+    status: int = 200,
 ) -> str:
-    """One run as the recorder writes it: ``nodeid -> failure message`` (None = passed)."""
+    """One run as the recorder writes it: ``nodeid -> failure message`` (None = passed),
+    each test's exchange answered ``status``."""
     at = at or datetime.now(UTC)
     run_id = uuid7()
     events: list = [RunStarted(run_id=run_id, build=build, occurred_at=at)]
@@ -69,7 +71,7 @@ def record_run(
             method="GET",
             url="http://127.0.0.1:1/users/42",
             route="/users/{id}",
-            status=200,
+            status=status,
             occurred_at=at,
         )
         events += [
@@ -135,6 +137,31 @@ def test_a_near_miss_opens_a_new_incident_that_records_the_related_one(
     assert other_field[0].incident_id != first.incident_id
     assert other_field[0].related_incident == first.incident_id
     assert Incidents(store).get(other_field[0].incident_id).related == [first.incident_id]
+
+
+def test_a_rewording_of_one_error_status_is_found_beyond_the_nearest_texts(
+    store: Store, embedder: Embedder
+):
+    """``raise_for_status`` and ``assert 503 == 200`` share little text: other
+    statuses' asserts are nearer, yet one status on one route is one cause."""
+    raised = "httpx.HTTPStatusError: Server error '503 Service Unavailable' for url '{url}'"
+    asserted = "AssertionError: assert {s} == 200\n +  where {s} = <Response [{s} {r}]>.status_code"
+    url = "http://127.0.0.1:1/users/42"
+    first = link(store, embedder, record_run(store, {GET_USER: raised.format(url=url)}, status=503))
+    for code, reason in ((500, "Internal Server Error"), (502, "Bad Gateway")):
+        other = {f"{GET_USER}_{code}": asserted.format(s=code, r=reason)}
+        link(store, embedder, record_run(store, other, status=code))
+
+    run_id = record_run(
+        store, {f"{GET_USER}_again": asserted.format(s=503, r="Service Unavailable")}, status=503
+    )
+    linked = Matcher(store, embedder=embedder, k=1).link_run(run_id)[0]
+
+    assert linked.method == "similar" and linked.incident_id == first[0].incident_id
+    by_incident = {c.incident_id: c for c in linked.candidates}
+    nearest = max(linked.candidates, key=lambda c: c.cosine)
+    assert nearest.incident_id != first[0].incident_id  # not found by text alone
+    assert "same status" in by_incident[first[0].incident_id].why
 
 
 def test_each_link_is_a_fact_that_explains_it(store: Store, embedder: Embedder):

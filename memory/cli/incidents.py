@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -175,6 +174,7 @@ def reindex() -> None:
     Example: testmem reindex
     """
     from memory.incidents import reindex as rebuild
+    from memory.index import SignatureIndex
 
     store = open_store()
     with click.progressbar(length=1, label="reindexing signatures") as bar:
@@ -186,5 +186,5 @@ def reindex() -> None:
         result = rebuild(store, progress=progress)
     click.echo(
         f"indexed {result.signatures} signatures of {result.incidents} incidents "
-        f"({result.linked} failures newly linked) in {Path(store.root) / 'chroma'}"
+        f"({result.linked} failures newly linked) in {SignatureIndex(store).where}"
     )
