@@ -42,6 +42,8 @@ class EventLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._appender: Any = None  # the table, its schema checked; reused by later commits
+        self._committing = threading.Lock()
 
     def exists(self) -> bool:
         return (self.path / "_delta_log").is_dir()
@@ -113,24 +115,31 @@ class EventLog:
         from deltalake.transaction import create_table_with_add_actions
 
         schema = arrow_schema()
-        if not self.exists():  # losing a race to create it is a transient error
-            create_table_with_add_actions(
-                str(self.path), Schema.from_arrow(schema), adds, partition_by=PARTITION_BY
-            )
-            return
-        table = DeltaTable(str(self.path))
-        if set(schema.names) - set(table.schema().to_arrow().names):
-            write_deltalake(
-                table,
-                schema.empty_table(),
-                mode="append",
-                partition_by=PARTITION_BY,
-                schema_mode="merge",
-            )
-            table.update_incremental()
-        table.create_write_transaction(
-            adds, mode="append", schema=schema, partition_by=PARTITION_BY
-        )
+        with self._committing:
+            if not self.exists():  # losing a race to create it is a transient error
+                create_table_with_add_actions(
+                    str(self.path), Schema.from_arrow(schema), adds, partition_by=PARTITION_BY
+                )
+                return
+            if self._appender is None:  # reading the schema costs more than a commit
+                table = DeltaTable(str(self.path))
+                if set(schema.names) - set(table.schema().to_arrow().names):
+                    write_deltalake(
+                        table,
+                        schema.empty_table(),
+                        mode="append",
+                        partition_by=PARTITION_BY,
+                        schema_mode="merge",
+                    )
+                    table.update_incremental()
+                self._appender = table
+            try:  # a blind append: Delta commits it after whatever others committed since
+                self._appender.create_write_transaction(
+                    adds, mode="append", schema=schema, partition_by=PARTITION_BY
+                )
+            except Exception:
+                self._appender = None  # open afresh for the retry
+                raise
 
     def files(self) -> list[str]:
         """The Parquet files of the current snapshot (what a reader may read)."""
