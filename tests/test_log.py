@@ -49,6 +49,26 @@ def _read_table(log: EventLog):
     return DeltaTable(str(log.path)).to_pyarrow_table()
 
 
+def test_a_batch_across_midnight_is_one_commit_of_one_file_per_day(store_dir):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    log = Store(store_dir).events
+    late = datetime(2026, 11, 28, 23, 59, 59, tzinfo=UTC)
+    written = [
+        TestFinished(run_id="r", nodeid="a", occurred_at=late),
+        TestFinished(run_id="r", nodeid="b", occurred_at=late + timedelta(seconds=2)),
+        # the same UTC day as "a", written in another time zone
+        TestFinished(
+            run_id="r", nodeid="c", occurred_at=late.astimezone(timezone(timedelta(hours=5)))
+        ),
+    ]
+    log.append(written)
+    assert log.version() == 0
+    assert sorted(f.split("/")[-2] for f in log.files()) == ["day=2026-11-28", "day=2026-11-29"]
+    days = {r["nodeid"]: r["day"] for r in _read_table(log).to_pylist()}
+    assert days == {"a": "2026-11-28", "b": "2026-11-29", "c": "2026-11-28"}
+
+
 def test_rows_round_trip_every_event_type():
     fact = Fact.of("FailureLinked", "r", failure_id="f", incident_id="i", score=0.5)
     for event in (*results("r", 1), fact):
@@ -168,3 +188,13 @@ def test_compaction_while_others_append_loses_nothing(store_dir):
 def test_compacting_a_missing_log_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="no event log"):
         EventLog(tmp_path / "nothing").compact()
+
+
+def test_one_log_commits_many_batches_in_a_row(store_dir):
+    """One EventLog reuses its table object from commit to commit: every
+    batch still lands, once, at the next version."""
+    log = Store(store_dir).events
+    for i in range(40):
+        log.append(results("r", 1, prefix=f"b{i}-"))
+    assert log.version() == 39
+    assert len(event_ids(store_dir)) == 40
