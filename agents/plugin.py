@@ -6,7 +6,6 @@ and the "testmem" lines of the terminal summary.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,18 +20,12 @@ _summary_key = pytest.StashKey[list[str]]()
 
 class RetryAdvisor:
     """Answers "retry this attempt?" from the attempt's own evidence plus the
-    test's history, which is read once per process and then kept."""
+    test's history, read at the first failure (a green run never pays for
+    DuckDB) and then kept for the session."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._records: dict[str, Any] = {}
-        # Reading the history (DuckDB, the analyzer) starts with the session,
-        # off the test-running thread; the first failure waits for it if need be.
-        self._loading = threading.Thread(target=self._load, name="testmem-history", daemon=True)
-        self._loading.start()
-
-    def _load(self) -> None:
-        self._records = _load_records(self.store)
+        self._records: dict[str, Any] | None = None
 
     def advise(
         self, item: pytest.Item, reports: list[pytest.TestReport], exchanges: list[dict[str, Any]]
@@ -59,7 +52,8 @@ class RetryAdvisor:
     def _record(self, nodeid: str) -> Any:
         from agents.analyzer import TestRecord
 
-        self._loading.join()
+        if self._records is None:
+            self._records = _load_records(self.store)
         return self._records.get(nodeid, TestRecord())
 
 
@@ -73,16 +67,6 @@ def _load_records(store: Store) -> dict[str, Any]:
     except Exception:
         return {}
     return {r["nodeid"]: TestRecord.of(r) for r in rows}
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    from memory.plugin import recorder_key
-
-    config = session.config
-    recorder = config.stash.get(recorder_key, None)
-    if recorder is not None and config.pluginmanager.has_plugin("testmem-retrier"):
-        config.stash[_advisor_key] = RetryAdvisor(recorder.store)
 
 
 @pytest.hookimpl(optionalhook=True)  # optional: `-p no:testmem` drops the specs
