@@ -6,7 +6,7 @@ only for a signature never embedded before: a recurring failure is answered
 from the cache, so it costs a SQLite lookup instead of ~7 s of model start-up.
 
 Models of the usual sentence-transformers shape run on ONNX Runtime,
-int8-quantized (`memory.onnx_encoder`: several times faster on a CPU, and no
+int8-quantized (`memory.onnx_encoder`: about twice as fast on a CPU, and no
 torch import); ``$TESTMEM_EMBED_BACKEND=torch`` runs them with PyTorch instead.
 
 The cache is one SQLite file (WAL mode, so concurrent processes may read and

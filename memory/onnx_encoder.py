@@ -1,18 +1,18 @@
 """A sentence-transformers model run by ONNX Runtime, int8-quantized.
 
-On two CPU cores PyTorch embeds about 60 failure texts a second with
-all-MiniLM-L6-v2; the same weights exported to ONNX and quantized to int8
-(dynamic, per channel — what sentence-transformers' own
-``export_dynamic_quantized_onnx_model`` does) run several times faster, and a
-process that finds the export never imports torch, which also takes seconds
-off every cold start. The vectors differ from PyTorch's by a cosine of about
-0.01; `bench/eval_matching.py` measures matching with them.
+On two CPU cores sentence-transformers on PyTorch embeds about 80 failure
+texts a second with all-MiniLM-L6-v2; the same weights exported to ONNX, fused
+and quantized to int8 (dynamic, per channel — what sentence-transformers' own
+``export_dynamic_quantized_onnx_model`` does) run about twice as fast
+(`bench/embed_speed.py`), and a process that finds the export never imports
+torch, which takes ~10 s off a cold start. The vectors differ from PyTorch's
+by a cosine of about 0.01; `bench/eval_matching.py` measures matching with them.
 
 The export happens once per model, on first use, into the user's cache
 (``$XDG_CACHE_HOME/testmem/onnx``); it needs torch and sentence-transformers,
 which testmem depends on anyway. Only the common shape of sentence models is
-exported — a BERT-style transformer, mean pooling, normalisation — anything
-else returns None and is run by sentence-transformers as it is.
+exported — a BERT-style transformer, mean pooling, normalisation (`supported`);
+anything else is run by sentence-transformers as it is.
 """
 
 from __future__ import annotations
@@ -43,14 +43,11 @@ def supported(model_dir: Path) -> bool:
         pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text())
     except (OSError, ValueError, KeyError, IndexError):
         return False
-    means_only = pooling.get("pooling_mode_mean_tokens") and not any(
-        value for key, value in pooling.items() if key.startswith("pooling_mode_") and
-        key != "pooling_mode_mean_tokens"
-    )  # fmt: skip
+    modes = {key for key, value in pooling.items() if key.startswith("pooling_mode_") and value}
     return (
         kinds[:2] == ["Transformer", "Pooling"]
         and set(kinds[2:]) <= {"Normalize"}
-        and bool(means_only)
+        and modes == {"pooling_mode_mean_tokens"}
     )
 
 
