@@ -105,7 +105,8 @@ def main() -> None:
         per_failure = naive_rate(failures, args.sample, Path(tmp))
         text = failures[0]["message"]
         cold_unseen = testmem(store, "similar", text, env=env)  # the model loads
-        cold_seen = testmem(store, "similar", text, env=env)  # its embedding is cached now
+        seen = [testmem(store, "similar", text, env=env) for _ in range(3)]  # embedding cached
+        cold_seen = sorted(seen, key=lambda t: t.wall_s)[1]  # the median of three
     naive_s = per_failure * args.failures
     print(table(
         ["what", "wall s", "CPU s", "vs testmem"],
@@ -116,7 +117,7 @@ def main() -> None:
              f"{again.cpu_s:.1f}", f"{again.wall_s / reindexed.wall_s:.2f}x"),
             (f"embed + add every failure (scaled from {args.sample:,})", f"{naive_s:.0f}", "",
              f"{naive_s / reindexed.wall_s:.0f}x"),
-            ("cold `testmem similar` on a seen text", f"{cold_seen.wall_s:.2f}",
+            ("cold `testmem similar` on a seen text (median of 3)", f"{cold_seen.wall_s:.2f}",
              f"{cold_seen.cpu_s:.2f}", ""),
             ("cold `testmem similar` on an unseen text", f"{cold_unseen.wall_s:.2f}",
              f"{cold_unseen.cpu_s:.2f}", f"{cold_unseen.wall_s / cold_seen.wall_s:.1f}x seen"),
