@@ -25,7 +25,6 @@ from agents.analyzer import FailureContext, Verdict, classify
 from agents.context import build_contexts
 from agents.defects import DefectWarning
 from agents.schema import ApiChange, detect_changes
-from memory.errors import StoreError
 from memory.events import Fact
 from memory.query import History, Rows
 from memory.store import Store
@@ -100,7 +99,10 @@ class Triage:
 
     def run(self, run: str | None = None, *, force: bool = False) -> TriageResult:
         run_id = History(self.store).resolve_run(run)
-        with _deciding(self.store, run_id):  # the session's triage and a manual one
+        # One triage of a run at a time (the session's and a manual one): the
+        # second then finds the first one's decisions and does not redo them.
+        name = hashlib.sha256(run_id.encode()).hexdigest()[:16]  # ids never become raw paths
+        with self.store.lock(f"triage-{name}", TRIAGE_LOCK_S, f"run {run_id} is being triaged"):
             return self._run(run_id, force)
 
     def _run(self, run_id: str, force: bool) -> TriageResult:
@@ -173,21 +175,6 @@ def _cause_of(decision: Decision, incident: str, causes: dict[str, str]) -> str:
     resource answers 500s) goes to the defect of the server error behind it."""
     behind = [causes[r] for r in decision.evidence.get("failing_routes", []) if r in causes]
     return behind[0] if behind else incident
-
-
-@contextmanager
-def _deciding(store: Store, run_id: str) -> Iterator[None]:
-    """One triage of a run at a time, across processes: the second one then
-    finds the first one's decisions and does not decide those tests again."""
-    from filelock import FileLock, Timeout
-
-    name = hashlib.sha256(run_id.encode()).hexdigest()[:16]  # ids never become raw paths
-    lock = FileLock(str(store.subdir("locks") / f"triage-{name}.lock"), timeout=TRIAGE_LOCK_S)
-    try:
-        with lock:
-            yield
-    except Timeout as exc:
-        raise StoreError(f"run {run_id} is being triaged by another process") from exc
 
 
 def _attempt(problems: list[str], action: Callable[[], str | None]) -> str | None:

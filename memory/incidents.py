@@ -24,13 +24,12 @@ import json
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from memory.errors import NotFoundError, StoreError, TestmemError
+from memory.errors import NotFoundError, TestmemError
 from memory.events import Fact
 from memory.fingerprint import Fingerprint, fingerprint, structure_score
 from memory.index import IndexUnavailable, SignatureIndex, SignatureRecord
@@ -420,7 +419,7 @@ class Matcher:
         """
         assert self.store is not None, "link_run needs a store"
         self._vectors([fingerprint_of(f) for f in self._unlinked(run_id)])
-        with _linking(self.store):
+        with self.store.lock("link", LINK_LOCK_TIMEOUT, "cannot link failures"):
             return self.link_all(self._unlinked(run_id))
 
     def _unlinked(self, run_id: str) -> list[dict[str, Any]]:
@@ -658,23 +657,6 @@ class Matcher:
 
 
 LINK_LOCK_TIMEOUT = 300.0  # seconds; linking one run takes a few
-
-
-@contextmanager
-def _linking(store: Store) -> Iterator[None]:
-    """One linker at a time per store, across processes (see `Matcher.link_run`)."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(store.subdir("locks") / "link.lock"), timeout=LINK_LOCK_TIMEOUT)
-    try:
-        lock.acquire()
-    except Timeout as exc:
-        held = f"{lock.lock_file} held by another process for {LINK_LOCK_TIMEOUT:g} s"
-        raise StoreError(f"cannot link failures: {held}") from exc
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _when(value: Any) -> datetime:

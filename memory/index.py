@@ -209,9 +209,7 @@ class SignatureIndex:
         if not self.embedded:  # a server serialises its own writes
             yield
             return
-        from filelock import FileLock
-
-        with FileLock(str(self.store.subdir("locks") / "chroma.lock"), timeout=120):
+        with self.store.lock("chroma", 120, "cannot write the index"):
             yield
 
 

@@ -86,10 +86,9 @@ class EventLog:
 
         adds = []
         days = table.column("day").to_pylist()
-        for day in dict.fromkeys(days):  # one day, unless the batch spans midnight
-            part = table if days.count(day) == len(days) else table.filter(
-                pa.array([d == day for d in days])
-            )  # fmt: skip
+        unique = list(dict.fromkeys(days))  # one day, unless the batch spans midnight
+        for day in unique:
+            part = table if len(unique) == 1 else table.filter(pa.array([d == day for d in days]))
             part = part.drop_columns(PARTITION_BY)  # a Delta partition lives in the path
             name = f"day={day}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
             target = self.path / name

@@ -8,6 +8,8 @@ DIR/defects/, DIR/heals/, DIR/reports/   files written by agents and reports
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from memory.errors import StoreError
@@ -44,3 +46,19 @@ class Store:
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @contextmanager
+    def lock(self, name: str, timeout_s: float, busy: str) -> Iterator[None]:
+        """Hold ``DIR/locks/NAME.lock``, exclusive across processes; waiting
+        longer than ``timeout_s`` is a `StoreError` saying ``busy``."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.subdir("locks") / f"{name}.lock"), timeout=timeout_s)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreError(f"{busy}: {lock.lock_file} held for {timeout_s:g} s") from exc
+        try:
+            yield
+        finally:
+            lock.release()
