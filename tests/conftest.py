@@ -4,6 +4,7 @@
 - `stub_api`: a tiny HTTP server answering each path with what a test scripts,
   for responses the shop never gives (1 MB bodies, binary, Set-Cookie...).
 - `store_dir`: a fresh store directory; `read_store(store_dir)` is its `History`.
+- `embedder`: the real embedding model, loaded once per session, vectors cached on disk.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pyarrow  # noqa: F401
 import pytest
 
 from examples.shop_api import ShopServer, serve
+from memory.embed import Embedder
 from memory.query import History
 from memory.store import Store
 
@@ -36,6 +38,12 @@ from memory.store import Store
 def shop() -> Iterator[ShopServer]:
     with serve() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """One model load for the session; vectors cached on disk across tests."""
+    return Embedder(cache_dir=tmp_path_factory.mktemp("embeddings"))
 
 
 @pytest.fixture

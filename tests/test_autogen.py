@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from runs import record
 
 from agents.analyzer import FailureContext, Verdict, classify
 from agents.cli import cli
@@ -37,15 +36,6 @@ TOOLS_MODEL = {
     "family": "unknown",
     "structured_output": False,
 }
-
-
-def record(root: Path, url: str, label: str) -> None:
-    """One real recorded run of the suite in ``root/suite`` (triage at its end)."""
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "suite", "-q", "-p", "no:randomly", "--memory",
-         "--memory-dir", str(root / "store"), "--api-base-url", url, "--memory-build", label],
-        cwd=root, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

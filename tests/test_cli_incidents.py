@@ -15,11 +15,6 @@ from memory.incidents import Matcher
 from memory.store import Store
 
 
-@pytest.fixture(scope="session")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return Embedder(cache_dir=tmp_path_factory.mktemp("embeddings"))
-
-
 @pytest.fixture
 def store(tmp_path: Path, embedder: Embedder) -> Store:
     """Two incidents: a missing 'email' key (seen twice) and a missing 'email_address'."""

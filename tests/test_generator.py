@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from runs import record
 
 from agents.cli import cli
 from agents.generator import Generated, generate_tests
@@ -22,14 +23,6 @@ from memory.store import Store
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "suite"
 LOYALTY = Build(number=5, label="v1.5.0", new_user_field=True)
-
-
-def record(root: Path, url: str, label: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "suite", "-q", "-p", "no:randomly", "--memory",
-         "--memory-dir", str(root / "store"), "--api-base-url", url, "--memory-build", label],
-        cwd=root, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from runs import record
 
 from agents.cli import cli
 from agents.edits import edit_source
@@ -44,15 +43,6 @@ MANY = (
     "def test_many_names(api_client):\n"
     '    body = api_client.get("/users/4").json()\n' + '    assert body["name"]\n' * 45
 )
-
-
-def record(root: Path, url: str, label: str) -> None:
-    """One real recorded run of the suite in ``root/suite``."""
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "suite", "-q", "-p", "no:randomly", "--memory",
-         "--memory-dir", str(root / "store"), "--api-base-url", url, "--memory-build", label],
-        cwd=root, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

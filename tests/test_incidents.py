@@ -39,12 +39,6 @@ NO_EMAIL = "AssertionError: the response body of user {n} has no key 'email'"
 MISSING_ADDRESS = "AssertionError: expected key 'email_address' in the response body of user {n}"
 
 
-@pytest.fixture(scope="session")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    """One model load for the session; vectors cached on disk across tests."""
-    return Embedder(cache_dir=tmp_path_factory.mktemp("embeddings"))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")

@@ -25,11 +25,6 @@ from memory.store import Store
 LIST_ORDERS = "tests/test_orders.py::test_list_orders"
 
 
-@pytest.fixture(scope="session")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return Embedder(cache_dir=tmp_path_factory.mktemp("embeddings"))
-
-
 @pytest.fixture
 def store(tmp_path: Path, embedder: Embedder) -> Store:
     """A store with three incidents, linked and indexed."""
