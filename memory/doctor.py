@@ -355,7 +355,7 @@ def check_index(store: Store) -> list[str]:
 
     known = Known.load(History(store))
     linked = set(known.signatures)
-    records = _indexed(store) if linked or _index_exists(store) else {}
+    records = _indexed(store)
     missing, extra = linked - set(records), set(records) - linked
     problems = [f"{len(missing)} linked signatures missing from the index"] if missing else []
     if extra:
@@ -369,12 +369,6 @@ def check_index(store: Store) -> list[str]:
     if misnamed:
         problems.append(f"{len(misnamed)} indexed signatures name another incident than the log")
     return problems
-
-
-def _index_exists(store: Store) -> bool:
-    from memory.index import SignatureIndex
-
-    return SignatureIndex(store).exists()
 
 
 def _indexed(store: Store) -> dict[str, dict[str, Any]]:
