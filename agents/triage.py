@@ -130,10 +130,10 @@ class Triage:
     def _link(self, run_id: str) -> list[str]:
         from memory.incidents import Matcher
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        problems: list[str] = []
+        with _as_problems(problems, Warning):  # e.g. the index unavailable: signatures only
             Matcher(self.store).link_run(run_id)
-        return [str(w.message) for w in caught]
+        return problems
 
     def _act(
         self,
