@@ -3,8 +3,8 @@
 The same events (mostly test results, some HTTP exchanges and failures, as
 a recorded run holds them) are written in batches by:
 
-- ``EventLog.append``: event objects to rows, an Arrow table, one Delta commit
-  per batch (what the recorder does);
+- ``EventLog.append``: event objects to an Arrow table, one Delta commit per
+  batch (what the recorder does);
 - JSON lines, one ``json.dumps`` per event appended to a file (what
   pytest-reportlog does);
 - ``deltalake.write_deltalake`` of each batch's table (the same conversion,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,17 @@ from click.testing import CliRunner
 
 from memory.cli import cli
 from memory.errors import StoreError
-from memory.events import Blob, Fact, HttpExchanged, TestFinished, from_row, to_row
+from memory.events import (
+    Blob,
+    Fact,
+    HttpExchanged,
+    TestFinished,
+    arrow_schema,
+    from_row,
+    to_row,
+    to_table,
+    uuid7,
+)
 from memory.log import EventLog, EventWriter
 from memory.query import History
 from memory.store import Store
@@ -69,11 +80,94 @@ def test_a_batch_across_midnight_is_one_commit_of_one_file_per_day(store_dir):
     assert days == {"a": "2026-11-28", "b": "2026-11-29", "c": "2026-11-28"}
 
 
+def test_a_batch_across_midnight_keeps_every_instant_to_the_microsecond(store_dir):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    late = datetime(2026, 11, 28, 23, 59, 59, 999_999, tzinfo=UTC)
+    moments = {
+        "a": late,
+        "b": late + timedelta(microseconds=1),
+        "c": (late - timedelta(days=400)).astimezone(timezone(timedelta(hours=-7))),
+        "naive": datetime(2026, 11, 28, 12, 0, 0, 1),  # counts as UTC, as Arrow reads it
+    }
+    log = Store(store_dir).events
+    log.append([TestFinished(run_id="r", nodeid=n, occurred_at=t) for n, t in moments.items()])
+    rows = {r["nodeid"]: r for r in _read_table(log).to_pylist()}
+    assert {n: r["occurred_at"] for n, r in rows.items()} == {
+        "a": late,
+        "b": late + timedelta(microseconds=1),
+        "c": late - timedelta(days=400),
+        "naive": datetime(2026, 11, 28, 12, 0, 0, 1, tzinfo=UTC),
+    }
+    assert {n: r["day"] for n, r in rows.items()} == {
+        "a": "2026-11-28", "b": "2026-11-29", "c": "2025-10-24", "naive": "2026-11-28"
+    }  # fmt: skip
+
+
+def test_a_table_of_events_holds_the_rows_of_the_events():
+    """`to_table`, the recorder's fast path, against `to_row`, one event at a time."""
+    from datetime import timedelta, timezone
+
+    events = [
+        *results("r", 2),
+        TestFinished(
+            run_id="r", nodeid="t::p", params='{"x": "1"}', markers=["slow"], worker="gw1"
+        ),
+        HttpExchanged(run_id="r", exchange_id="x1", status=503, response_body=Blob.of(b"\xff")),
+        Fact.of("DecisionMade", "r", nodeid="t::p", action="retry"),
+        Fact.of("FailureLinked", "r", failure_id="f"),
+        TestFinished(
+            run_id="r",
+            nodeid="t::z",
+            occurred_at=results("r", 1)[0].occurred_at.astimezone(timezone(timedelta(hours=9))),
+        ),
+    ]
+    table = to_table(events)
+    assert table.schema == arrow_schema()
+    by_id = {row["event_id"]: row for row in table.to_pylist()}
+    names = arrow_schema().names  # to_row leaves out the columns of other types
+    assert by_id == {e.event_id: {n: to_row(e).get(n) for n in names} for e in events}
+
+
+def test_the_log_takes_a_checkpoint_every_ten_commits(store_dir):
+    """Each commit replays the commits since the last checkpoint: few stay cheap."""
+    log = Store(store_dir).events
+    for i in range(10):
+        log.append(results("r", 1, prefix=f"b{i}-"))
+    checkpoints = sorted(p.name for p in (log.path / "_delta_log").glob("*.checkpoint.parquet"))
+    assert checkpoints == [f"{9:020d}.checkpoint.parquet"]
+
+
+def test_a_log_made_with_deltas_default_checkpoints_takes_them_every_ten_too(store_dir):
+    from deltalake import DeltaTable, write_deltalake
+
+    log = Store(store_dir).events
+    write_deltalake(str(log.path), to_table(results("old", 1)), partition_by=["day"])
+    log.append(results("r", 1))
+    configuration = DeltaTable(str(log.path)).metadata().configuration
+    assert configuration["delta.checkpointInterval"] == "10"
+    assert len(event_ids(store_dir)) == 2
+
+
 def test_rows_round_trip_every_event_type():
     fact = Fact.of("FailureLinked", "r", failure_id="f", incident_id="i", score=0.5)
     for event in (*results("r", 1), fact):
         assert from_row(to_row(event)) == event
     assert from_row(to_row(fact)).data == {"score": 0.5}  # type: ignore[attr-defined]
+
+
+def test_event_ids_are_rfc_9562_uuid7_in_time_order():
+    ids = []
+    for _ in range(200):
+        ids.append(uuid7())
+        time.sleep(0.0005)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {u.version for u in parsed} == {7}
+    assert {u.variant for u in parsed} == {uuid.RFC_4122}
+    stamps = [u.int >> 80 for u in parsed]  # unix milliseconds
+    assert stamps == sorted(stamps)
+    assert abs(stamps[-1] - time.time() * 1000) < 5000
+    assert len(set(ids)) == len(ids)
 
 
 def test_the_writer_flushes_by_count(store_dir):
