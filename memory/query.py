@@ -29,14 +29,21 @@ _DUCK_TYPES = {
 }
 
 _VIEWS = {
+    # Both ends of every run in one pass over the files (a self-join of
+    # `events` would read each file twice).
     "runs": """
+        WITH ends AS MATERIALIZED (
+            SELECT type, run_id, occurred_at, build, branch, host, python_version,
+                   pytest_version, args, exit_status, duration_s, passed, failed, errors,
+                   skipped, xfailed, xpassed
+            FROM events WHERE type IN ('RunStarted', 'RunFinished'))
         SELECT s.run_id, s.occurred_at AS started_at, f.occurred_at AS finished_at,
                s.build, s.branch, s.host, s.python_version, s.pytest_version, s.args,
                f.exit_status, f.duration_s, f.passed, f.failed, f.errors, f.skipped,
                f.xfailed, f.xpassed,
                coalesce(f.passed + f.failed + f.errors + f.skipped + f.xfailed + f.xpassed, 0)
                    AS tests
-        FROM events s LEFT JOIN events f ON f.run_id = s.run_id AND f.type = 'RunFinished'
+        FROM ends s LEFT JOIN ends f ON f.run_id = s.run_id AND f.type = 'RunFinished'
         WHERE s.type = 'RunStarted'""",
     "results": """
         SELECT run_id, occurred_at, nodeid, file, function, params, markers, outcome, phase,
@@ -84,12 +91,15 @@ class History:
         # Every view re-binds `events`, which reads each file's footer: read them once.
         self.db.execute("SET parquet_metadata_cache = true")
         self._locked = False
-        self._create_views(store.events.files())
+        self._files = store.events.files()
+        self._by_name = False  # whether `events` matches the files' columns by name
+        self._create_views()
 
-    def _create_views(self, files: list[str]) -> None:
-        self.db.execute(f"CREATE VIEW events AS {_events_select(self.db, files)}")
+    def _create_views(self) -> None:
+        select, self._by_name = _events_select(self.db, self._files, self._by_name)
+        self.db.execute(f"CREATE OR REPLACE VIEW events AS {select}")
         for name, sql in _VIEWS.items():
-            self.db.execute(f"CREATE VIEW {name} AS {sql}")
+            self.db.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
     def sql(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Rows:
         """Run trusted library SQL with bound parameters."""
@@ -98,7 +108,12 @@ class History:
             columns = [d[0] for d in cursor.description or []]
             return Rows(columns, cursor.fetchall())
         except duckdb.Error as exc:
-            raise QueryError(_first_line(exc)) from exc
+            if self._by_name or "schema mismatch" not in str(exc):
+                raise QueryError(_first_line(exc)) from exc
+        # A file predates a column the first file has: match columns by name from now on.
+        self._by_name = True
+        self._create_views()
+        return self.sql(sql, params)
 
     def query(self, sql: str) -> Rows:
         """Run a user's SQL: only SELECT statements, no file system access."""
@@ -135,11 +150,18 @@ class History:
 
     def test_history(self, nodeid: str, limit: int = 50) -> Rows:
         rows = self.sql(
-            """SELECT r.run_id, r.occurred_at, runs.build, r.outcome, r.phase, r.attempt,
+            # The test's results and the runs' starts (for the build) in one
+            # pass over the files, rather than one pass for each.
+            """WITH found AS MATERIALIZED (
+                   SELECT type, run_id, occurred_at, build, outcome, phase, attempt, duration_s
+                   FROM events
+                   WHERE (type = 'TestFinished' AND nodeid = $nodeid) OR type = 'RunStarted')
+               SELECT r.run_id, r.occurred_at, s.build, r.outcome, r.phase, r.attempt,
                       round(r.duration_s, 4) AS duration_s
-               FROM results r LEFT JOIN runs USING (run_id)
-               WHERE r.nodeid = ? ORDER BY r.occurred_at DESC LIMIT ?""",
-            [nodeid, limit],
+               FROM found r
+               LEFT JOIN found s ON s.run_id = r.run_id AND s.type = 'RunStarted'
+               WHERE r.type = 'TestFinished' ORDER BY r.occurred_at DESC LIMIT $limit""",
+            {"nodeid": nodeid, "limit": limit},
         )
         if not rows.rows:
             raise NotFoundError(f"no results for test {nodeid!r}")
@@ -246,24 +268,46 @@ _FLAKY = (
 )
 
 
-def _events_select(db: duckdb.DuckDBPyConnection, files: list[str]) -> str:
+def _events_select(
+    db: duckdb.DuckDBPyConnection, files: list[str], by_name: bool
+) -> tuple[str, bool]:
     """A SELECT with every declared column, typed, whatever the files hold:
-    columns added by later schema versions read as NULL in older files."""
+    columns added by later schema versions read as NULL in older files.
+
+    Matching the files' columns by name (``union_by_name``) reads every
+    file's footer up front and costs more per file, so it is used only when
+    needed. If the first file holds every declared column, files are read as
+    it is; one that lacks a column then fails the query with a schema
+    mismatch, on which `History.sql` falls back to matching by name. If the
+    first file lacks one, a file holding it would be read without it: then
+    the files' footers say whether they all hold the same columns. Returns
+    the SELECT and whether it matches by name.
+    """
     declared = [(name, _DUCK_TYPES[kind]) for name, kind in COLUMNS if name != "day"]
     if not files:
         nulls = ", ".join(f"NULL::{t} AS {n}" for n, t in declared)
-        return f"SELECT {nulls} WHERE false"
+        return f"SELECT {nulls} WHERE false", by_name
     listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    union = "false" if _one_schema(db, listing) else "true"
-    source = f"read_parquet([{listing}], union_by_name = {union}, hive_partitioning = false)"
-    present = {row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    present = _columns(db, listing, by_name)
+    if not by_name and any(n not in present for n, _ in declared) and not _one_schema(db, listing):
+        by_name = True
+        present = _columns(db, listing, by_name)
     columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in declared)
-    return f"SELECT {columns} FROM {source}"
+    return f"SELECT {columns} FROM {_source(listing, by_name)}", by_name
+
+
+def _source(listing: str, by_name: bool) -> str:
+    return f"read_parquet([{listing}], union_by_name = {by_name}, hive_partitioning = false)"
+
+
+def _columns(db: duckdb.DuckDBPyConnection, listing: str, by_name: bool) -> set[str]:
+    """The columns DuckDB reads: the first file's, or with ``by_name`` every file's."""
+    source = _source(listing, by_name)
+    return {row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
 
 
 def _one_schema(db: duckdb.DuckDBPyConnection, listing: str) -> bool:
-    """Whether every file holds the same columns (schema changes only add them):
-    then no view has to reconcile the files' schemas, which costs per file."""
+    """Whether every file holds the same columns (schema changes only add them)."""
     per_file = f"SELECT count(*) AS n FROM parquet_schema([{listing}]) GROUP BY file_name"
     found = db.execute(f"SELECT count(DISTINCT n) FROM ({per_file})").fetchone()
     return found is not None and found[0] == 1

@@ -204,3 +204,42 @@ def test_old_and_new_files_read_together_through_the_views(store_dir):
         .rows
     )
     assert rows == [("new", "gw1", 2), ("old", None, None)]
+
+
+def test_a_users_query_reads_old_and_new_files_together(store_dir):
+    log = EventLog(store_dir / "events")
+    _append_as_an_older_version(log, [TestFinished(run_id="old", nodeid="t::a", worker="gw0")])
+    log.append([TestFinished(run_id="new", nodeid="t::a", worker="gw1", attempt=2)])
+    history = History(Store.open(store_dir))
+    rows = history.query("SELECT run_id, worker FROM results ORDER BY run_id").rows
+    assert rows == [("new", "gw1"), ("old", None)]
+
+
+def test_an_older_file_listed_first_hides_no_column_of_the_newer_ones(store_dir):
+    """The log lists the newest file first; here an older testmem wrote last."""
+    log = EventLog(store_dir / "events")
+    log.append([TestFinished(run_id="new", nodeid="t::a", worker="gw1", attempt=2)])
+    _commit_as_an_older_version(log, [TestFinished(run_id="old", nodeid="t::a", worker="gw0")])
+    rows = (
+        History(Store.open(store_dir))
+        .sql("SELECT run_id, worker, attempt FROM results ORDER BY run_id")
+        .rows
+    )
+    assert rows == [("new", "gw1", 2), ("old", None, None)]
+
+
+def _commit_as_an_older_version(log: EventLog, events: list) -> None:
+    """Commit a file without ``NEWER_COLUMNS`` to a log that has them."""
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+    from deltalake.transaction import AddAction
+
+    rows = [{k: v for k, v in to_row(e).items() if k not in NEWER_COLUMNS} for e in events]
+    older = pa.schema([f for f in arrow_schema() if f.name not in (*NEWER_COLUMNS, "day")])
+    day = rows[0]["day"]
+    name = f"day={day}/older.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=older), log.path / name)
+    add = AddAction(name, (log.path / name).stat().st_size, {"day": day}, 0, True, None)
+    DeltaTable(str(log.path)).create_write_transaction(
+        [add], mode="append", schema=arrow_schema(), partition_by=PARTITION_BY
+    )
