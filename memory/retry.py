@@ -83,16 +83,17 @@ class Retrier:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
         attempt = 1
+        ihook = item.ihook  # a lookup by path each time: once per test, as pytest does
         while True:
-            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
             retry = self._retry(item, reports, attempt)
             for report in reports:
                 if retry and report.failed:
                     report.outcome = "rerun"  # type: ignore[assignment]
                     report.testmem_retry = retry  # type: ignore[attr-defined]
-                item.ihook.pytest_runtest_logreport(report=report)
-            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+                ihook.pytest_runtest_logreport(report=report)
+            ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
             if not retry:
                 return True
             time.sleep(retry["wait_s"])
