@@ -4,8 +4,9 @@ in one run.
 
 testmem runs the model as an int8 ONNX export (`memory/onnx_encoder.py`); a user
 without testmem's cache re-embeds every failure each time it recurs; with it,
-a recurring failure is a SQLite lookup by signature. Texts are failure messages of
-bench/failures/labelled.jsonl, normalised as `fingerprint` does, made distinct.
+a recurring failure is a SQLite lookup by signature. Texts are what testmem embeds
+for the failures of bench/failures/labelled.jsonl (`Fingerprint.text` of the whole
+failure: route, status and the normalised message), each made distinct.
 
     .venv/bin/python bench/embed_speed.py [-n 1000]
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from memory.embed import Embedder, _model
-from memory.fingerprint import fingerprint
+from memory.incidents import fingerprint_of
 
 LABELLED = Path(__file__).parent / "failures" / "labelled.jsonl"
 
@@ -36,9 +37,7 @@ def failure_texts(count: int) -> dict[str, str]:
     for i in range(count):
         record = records[i % len(records)]
         # The occurrence number makes each text new, as new failures are.
-        text = (
-            f"{fingerprint(record['message'], exception_type=record['exception_type']).text} #{i}"
-        )
+        text = f"{fingerprint_of(record).text} #{i}"
         texts[hashlib.sha256(text.encode()).hexdigest()[:16]] = text
     return texts
 
@@ -71,13 +70,13 @@ def main() -> None:
         f"{n} texts; start-up not counted below: testmem's model {load[0]:.1f}s, "
         f"sentence-transformers on PyTorch {torch_load[0]:.1f}s"
     )
-    print(f"{'':45} {'texts/s wall':>12} {'texts/CPU-s':>12}")
+    print(f"{'':55} {'texts/s wall':>12} {'texts/CPU-s':>12}")
     for name, (wall, cpu) in (
         (f"testmem ({embedder.model_key.rsplit('#', 1)[-1]}), new texts, cached", new),
         ("sentence-transformers on PyTorch", plain),
         ("testmem, the same texts again (cache hits)", hits),
     ):
-        print(f"{name:45} {n / wall:12.0f} {n / cpu:12.0f}")
+        print(f"{name:55} {n / wall:12.0f} {n / cpu:12.0f}")
     print(f"testmem vs PyTorch on new texts: {plain[0] / new[0]:.1f}x faster (wall)")
 
 

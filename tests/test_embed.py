@@ -6,11 +6,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from memory.embed import CACHE_FILE, Embedder, EmbeddingError, _VectorCache
+from memory import onnx_encoder
+from memory.embed import CACHE_FILE, Embedder, EmbeddingError, _VectorCache, default_model_path
 from memory.fingerprint import fingerprint
 
 FAILURES = {
@@ -149,6 +151,20 @@ def test_the_onnx_backend_agrees_with_pytorch_and_needs_no_torch(tmp_path: Path)
     for name in FAILURES:
         assert cosine(onnx["vectors"][name], torch["vectors"][name]) > 0.97
     assert Embedder().model_key != Embedder(model_path=str(tmp_path)).model_key
+
+
+def test_the_export_has_one_attention_op_per_layer_and_plain_layer_norms(
+    embedded: tuple[Path, dict[str, list[float]]],
+) -> None:
+    """The shape that makes the export fast on a CPU (see `memory.onnx_encoder`)."""
+    import onnx
+
+    model = Path(default_model_path())
+    layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
+    graph = onnx.load(str(onnx_encoder.exported(model))).graph  # the fixture exported it
+    ops = Counter(node.op_type for node in graph.node)
+    assert ops["QAttention"] == layers
+    assert ops["SkipLayerNormalization"] == 0
 
 
 def test_the_backend_is_part_of_the_cache_key(
