@@ -14,6 +14,7 @@ them. Foreign errors become `IndexUnavailable` here, at the boundary.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -35,6 +36,24 @@ ENV_CHROMA_URL = "TESTMEM_CHROMA_URL"
 COLLECTION = "testmem-signatures"  # 3-512 chars of [a-zA-Z0-9._-], as Chroma requires
 _SQLITE = "chroma.sqlite3"
 _BATCH = 4000  # below Chroma's maximum batch size
+
+
+def import_chroma() -> None:
+    """Import chromadb with the garbage collector paused, for a short-lived
+    command: its thousands of classes and schemas live as long as the process,
+    so collections during the import find no garbage, and freezing them spares
+    every later scan, the one at exit included (~0.2 s of the ~0.8 s import).
+    """
+    if "chromadb" in sys.modules:
+        return
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        import chromadb  # noqa: F401
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 class IndexUnavailable(StoreError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -129,3 +131,16 @@ def test_processes_linking_at_once_keep_the_index_whole(store: Store):
     assert [w.exitcode for w in workers] == [0, 0]
     records = SignatureIndex(store).records()
     assert sum("'f" in r["text"] for r in records.values()) == 2
+
+
+def test_importing_chroma_for_a_command_leaves_garbage_collection_on() -> None:
+    script = (
+        "import gc, sys\n"
+        "from memory.index import import_chroma\n"
+        "import_chroma()\n"
+        "print('chromadb' in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True", "True", "True"]

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from memory.cli import CliError, cli, emit, emit_object, open_store, output_options
+from memory.index import import_chroma
 
 _LABELS = ("product-bug", "flaky", "test-outdated", "infra")  # memory.incidents.LABELS
 
@@ -22,14 +23,16 @@ def similar(text: str | None, failure_id: str | None, k: int, fmt: str, as_json:
 
     Example: testmem similar "KeyError: 'email'" -k 3
     """
-    from memory.incidents import Matcher, find_failure
-    from memory.query import History
-
     if (text is None) == (failure_id is None):
         raise CliError("give either TEXT or --failure ID")
     if k < 1:
         raise CliError("-k must be at least 1")
     store = open_store()
+
+    from memory.incidents import Matcher, find_failure
+    from memory.query import History
+
+    import_chroma()  # the cheap way for a process that ends after one answer
     matcher = Matcher(store)
     if failure_id is not None:
         found = matcher.similar_to_failure(find_failure(History(store), failure_id), k)
