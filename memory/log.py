@@ -8,6 +8,7 @@ events and flushes them in batches by count, by age and on close.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memory.errors import StoreError, TransientStoreError
 from memory.events import Event, arrow_schema, to_table
@@ -62,6 +63,14 @@ class EventLog:
 
     def exists(self) -> bool:
         return (self.path / "_delta_log").is_dir()
+
+    def warm_up(self) -> None:
+        """Import the writing libraries (~0.5 s), e.g. before the first flush is due."""
+        import deltalake  # noqa: F401
+        import pyarrow  # noqa: F401
+
+    def close(self) -> None:
+        """Nothing to release: an append is complete when it returns."""
 
     def append(self, events: Sequence[Event]) -> None:
         """Append events as one atomic commit (retried on commit conflicts)."""
@@ -257,13 +266,24 @@ def _translate(exc: Exception, context: str) -> StoreError:
     return cls(f"{context}: {': '.join(dict.fromkeys([lines[0], lines[-1]]))}")
 
 
+class Appender(Protocol):
+    """What a writer needs of a log: an `EventLog`, or a `memory.log_process.ProcessLog`."""
+
+    def warm_up(self) -> None: ...
+
+    def append(self, events: Sequence[Event]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class EventWriter:
     """Buffers events and appends them in batches: each flush is one commit.
 
     A background thread does the writing: it flushes when ``batch_size``
     events are waiting or the oldest has waited ``max_age_s``, so neither a
-    full batch nor a slow test holds the run up, and it imports pyarrow and
-    deltalake while the first tests run. `close` flushes what is left. Only
+    full batch nor a slow test holds the run up, and it warms the log up
+    (imports, or the recorder's writer process) while the first tests run.
+    `close` flushes what is left and closes the log. Only
     if the thread falls ``backlog`` batches behind does `add` write inline,
     which keeps memory bounded. A killed process loses at most the events it
     had not flushed. Write errors never propagate: they go to ``on_error``
@@ -273,7 +293,7 @@ class EventWriter:
 
     def __init__(
         self,
-        log: EventLog,
+        log: Appender,
         *,
         batch_size: int = 1000,
         max_age_s: float = 2.0,
@@ -317,6 +337,7 @@ class EventWriter:
         self._wake.set()
         self._thread.join(timeout=60)
         self.flush()
+        self.log.close()
 
     def _flush_batch(self, full_only: bool = False) -> bool:
         """Commit the oldest ``batch_size`` events; False if there was nothing to do."""
@@ -336,7 +357,8 @@ class EventWriter:
         return True
 
     def _run(self) -> None:
-        _warm_up()
+        with contextlib.suppress(Exception):  # reported by the first flush instead
+            self.log.warm_up()  # off the test-running thread
         while not self._closed:
             self._wake.wait(min(0.25, self.max_age_s))
             self._wake.clear()
@@ -344,14 +366,5 @@ class EventWriter:
                 pass
             with self._lock:
                 aged = self._buffer and time.monotonic() - self._first_at >= self.max_age_s
-            if aged:
-                self.flush()
-
-
-def _warm_up() -> None:
-    """Import the writing libraries off the test-running thread (~0.5 s)."""
-    try:
-        import deltalake  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError:  # pragma: no cover - reported by the first flush instead
-        pass
+            if aged:  # one batch: events that arrive meanwhile wait their turn
+                self._flush_batch()

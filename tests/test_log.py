@@ -194,6 +194,20 @@ def test_the_writer_flushes_by_age(store_dir):
     writer.close()
 
 
+def test_a_writer_fed_steadily_commits_once_per_age_not_once_per_commit(store_dir):
+    log = Store(store_dir).events
+    writer = EventWriter(log, batch_size=1000, max_age_s=0.5)
+    events = results("r", 300)
+    for event in events:  # 1.5 s of a test every 5 ms
+        writer.add(event)
+        time.sleep(0.005)
+    writer.close()
+    assert writer.written == 300
+    # One commit per half second, and the rest at close: each aged flush takes
+    # what waits, not also what arrives while it commits.
+    assert (log.version() or 0) + 1 <= 6
+
+
 def test_a_writer_that_cannot_write_reports_once_per_batch_and_never_raises(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
