@@ -36,6 +36,7 @@ from memory.events import (
     uuid7,
 )
 from memory.log import EventWriter
+from memory.log_process import ProcessLog
 from memory.plugin import triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
@@ -91,7 +92,7 @@ class Recorder:
         self.writer: EventWriter | None = None
         if not self.is_worker:
             self.writer = EventWriter(
-                store.events,
+                ProcessLog(store.events.path),
                 batch_size=int(config.getini("memory_flush_events") or 1000),
                 max_age_s=float(config.getini("memory_flush_seconds") or 2.0),
                 on_error=self._write_failed,
@@ -313,12 +314,15 @@ class Recorder:
 
     def _run_started(self, session: pytest.Session) -> RunStarted:
         config = session.config
+        build = config.getoption("memory_build") or _ci_value(_BUILD_VARS)
+        branch = _ci_value(_BRANCH_VARS)
+        if not (build and branch):
+            head, head_branch = _git_head(config.rootpath)
+            build, branch = build or head, branch or head_branch
         return RunStarted(
             run_id=self.run_id,
-            build=config.getoption("memory_build")
-            or _ci_value(_BUILD_VARS)
-            or _git(config.rootpath, "HEAD"),
-            branch=_ci_value(_BRANCH_VARS) or _git(config.rootpath, "--abbrev-ref", "HEAD"),
+            build=build,
+            branch=branch,
             host=socket.gethostname(),
             rootdir=str(config.rootpath),
             python_version=platform.python_version(),
@@ -375,15 +379,23 @@ def _ci_value(names: tuple[str, ...]) -> str:
     return next((os.environ[n] for n in names if os.environ.get(n)), "")
 
 
-def _git(cwd: Path, *args: str) -> str:
+def _git_head(cwd: Path) -> tuple[str, str]:
+    """The commit and branch checked out at ``cwd`` ("" for what git cannot say)."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", *args], cwd=cwd, capture_output=True, text=True, timeout=3
+            ["git", "rev-parse", "HEAD", "--abbrev-ref", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=3,
         )
     except (OSError, subprocess.SubprocessError):
-        return ""
-    value = done.stdout.strip() if done.returncode == 0 else ""
-    return "" if value == "HEAD" else value  # a detached HEAD has no branch
+        return "", ""
+    lines = done.stdout.split() if done.returncode == 0 else []
+    if len(lines) != 2:
+        return "", ""
+    commit, branch = lines
+    return commit, "" if branch == "HEAD" else branch  # a detached HEAD has no branch
 
 
 def _worker_id(report: pytest.TestReport) -> str | None:
