@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,8 @@ def uuid7() -> str:
     rand = int.from_bytes(os.urandom(10), "big")  # 12 bits of rand_a, 62 of rand_b
     rand_a, rand_b = (rand >> 62) & 0xFFF, rand & (2**62 - 1)
     value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return str(uuid.UUID(int=value))
+    hex = f"{value:032x}"  # as str(uuid.UUID(int=value)) writes it, at half the cost
+    return f"{hex[:8]}-{hex[8:12]}-{hex[12:16]}-{hex[16:20]}-{hex[20:]}"
 
 
 def utcnow() -> datetime:

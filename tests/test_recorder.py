@@ -222,6 +222,27 @@ def test_run_started_records_build_label_versions_and_args(pytester, store_dir, 
     assert f"--memory-dir={store_dir}" in run["args"]
 
 
+def test_without_a_label_a_run_is_labelled_with_gits_commit_and_branch(
+    pytester, store_dir, read_store, monkeypatch
+):
+    from memory.recorder import _BRANCH_VARS, _BUILD_VARS
+
+    for name in (*_BUILD_VARS, *_BRANCH_VARS):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile("def test_ok(): pass")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for command in (["init", "-q", "-b", "feature-x"], ["add", "."], ["commit", "-qm", "one"]):
+        subprocess.run([*git, *command], cwd=pytester.path, check=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=pytester.path, capture_output=True, text=True
+    ).stdout.strip()
+    pytester.runpytest_subprocess(*MEMORY, f"--memory-dir={store_dir}")
+    subprocess.run(["git", "checkout", "-q", "--detach"], cwd=pytester.path, check=True)
+    pytester.runpytest_subprocess(*MEMORY, f"--memory-dir={store_dir}")
+    runs = read_store(store_dir).sql("SELECT build, branch FROM runs ORDER BY started_at").rows
+    assert runs == [(commit, "feature-x"), (commit, "")]  # a detached HEAD has no branch
+
+
 def test_recording_changes_no_outcome_and_no_exit_status(recorded, outcomes_dir, shop):
     with_memory, _ = recorded
     plain = run_inner(outcomes_dir, "-rA", f"--api-base-url={shop.url}")
