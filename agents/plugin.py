@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # kept off pytest's start-up path: imported when first needed
+    from memory.recorder import Recorder
     from memory.retry import RetryAdvice
     from memory.store import Store
 
@@ -20,11 +21,12 @@ _summary_key = pytest.StashKey[list[str]]()
 
 class RetryAdvisor:
     """Answers "retry this attempt?" from the attempt's own evidence plus the
-    test's history, read at the first failure (a green run never pays for
-    DuckDB) and then kept for the session."""
+    test's history: the recorder's store process reads it while the first
+    tests run (this process never loads DuckDB for it), and the advisor takes
+    it at the first failure and keeps it for the session."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
         self._records: dict[str, Any] | None = None
 
     def advise(
@@ -53,17 +55,16 @@ class RetryAdvisor:
         from agents.analyzer import TestRecord
 
         if self._records is None:
-            self._records = _load_records(self.store)
+            self._records = _load_records(self.recorder)
         return self._records.get(nodeid, TestRecord())
 
 
-def _load_records(store: Store) -> dict[str, Any]:
+def _load_records(recorder: Recorder) -> dict[str, Any]:
     """Every test's record, in one query (history must never break a run)."""
     from agents.analyzer import TestRecord
-    from memory.query import History
 
     try:
-        rows = History(store).test_records().dicts()
+        rows = recorder.test_records()
     except Exception:
         return {}
     return {r["nodeid"]: TestRecord.of(r) for r in rows}
@@ -82,7 +83,7 @@ def pytest_testmem_retry_advice(
     if recorder is None:
         return None
     if _advisor_key not in item.config.stash:
-        item.config.stash[_advisor_key] = RetryAdvisor(recorder.store)
+        item.config.stash[_advisor_key] = RetryAdvisor(recorder)
     return item.config.stash[_advisor_key].advise(item, reports, exchanges)
 
 

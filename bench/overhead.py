@@ -67,15 +67,17 @@ def recorded_results(store: Path) -> list[int]:
 
 
 def report(timings: dict[str, list[Timing]]) -> str:
-    base_wall = median([t.wall_s for t in timings[BASELINE]])
-    base_cpu = median([t.cpu_s for t in timings[BASELINE]])
+    """Medians, and each variant's ratio to plain pytest as the median of its
+    per-round ratios: a round's runs follow each other, so the machine's
+    drift over the minutes of a benchmark cancels out of them."""
+    base = timings[BASELINE]
     rows = []
     for name, runs in timings.items():
-        wall = median([t.wall_s for t in runs])
-        cpu = median([t.cpu_s for t in runs])
+        wall_ratio = median([t.wall_s / b.wall_s for t, b in zip(runs, base, strict=True)])
+        cpu_ratio = median([t.cpu_s / b.cpu_s for t, b in zip(runs, base, strict=True)])
         rows.append(
-            [f"`{name}`", f"{wall:.2f}", f"{wall / base_wall:.3f}", f"{cpu:.2f}",
-             f"{cpu / base_cpu:.3f}"]
+            [f"`{name}`", f"{median([t.wall_s for t in runs]):.2f}", f"{wall_ratio:.3f}",
+             f"{median([t.cpu_s for t in runs]):.2f}", f"{cpu_ratio:.3f}"]
         )  # fmt: skip
     header = ["variant", "wall s (median)", "ratio to plain", "CPU s (median)", "ratio to plain"]
     return table(header, rows)

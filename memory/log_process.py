@@ -1,17 +1,24 @@
-"""The recorder's appends, made by a child process on the other core.
+"""The recorder's store work, done by a child process on the other core.
 
-Writing the log needs pyarrow and deltalake, whose imports hold the GIL for
-~0.2 s, and every flush holds it again to turn events into Arrow columns. In
-the test process that time comes out of the tests' own, however the work is
-threaded. `ProcessLog` hands it to a child process instead: the recorder's
-writer thread sends each batch, pickled, over a pipe and waits for the child's
-answer, so a flush is still one atomic commit, and a failed one still reaches
-the run as a `StoreError`. The child ignores the terminal's Ctrl-C (its own
-session) and exits when its input closes, after its last commit, so a killed
-run loses at most the batch in flight, as with an in-process writer. If no
-child can be started, appends happen in this process.
+Writing the log needs pyarrow and deltalake, and reading the tests' history
+needs DuckDB: their imports hold the GIL for ~0.2 s each, and every flush
+holds it again to turn events into Arrow columns. In the test process that
+time comes out of the tests' own, however the work is threaded. A
+`StoreProcess` hands it to a child process instead:
 
-    python -m memory.log_process DIR/events   # the child: batches on stdin
+- **appends**: the recorder's writer thread sends each batch, pickled, over a
+  pipe and waits for the answer, so a flush is still one atomic commit and a
+  failed one still reaches the run as a `StoreError`;
+- **history**: the child reads every test's record (`History.test_records`)
+  as soon as it starts, from the runs before this one, so the retry advisor
+  has it at the first failure without loading DuckDB here.
+
+The child ignores the terminal's Ctrl-C (its own session) and exits when its
+input closes, after its last commit, so a killed run loses at most the batch
+in flight, as with an in-process writer. If no child can be started, the
+work happens in this process.
+
+    python -m memory.log_process DIR   # the child: requests on stdin
 """
 
 from __future__ import annotations
@@ -23,56 +30,40 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import memory
 from memory.errors import StoreError
 from memory.events import Event
-from memory.log import EventLog
+from memory.store import Store
 
-_OK = b"ok\n"
-_HEADER = 8  # bytes of a batch's length, big-endian
+_HEADER = 8  # bytes of a message's length, big-endian
 
 
-class ProcessLog:
-    """Appends to the log at ``path`` through a child process (see the module)."""
+class StoreProcess:
+    """Appends to a store's log, and reads its tests' history, through a child process."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self._child: subprocess.Popen[bytes] | None = None
-        self._local: EventLog | None = None  # when no child could start
-        self._lock = threading.Lock()  # one batch on the pipe at a time
+        self._local: _Work | None = None  # when no child could start
+        self._lock = threading.Lock()  # one request on the pipe at a time
 
     def warm_up(self) -> None:
-        """Start the child, which imports the writing libraries meanwhile."""
+        """Start the child, which imports the libraries and reads the history meanwhile."""
         with self._lock:
             self._start()
 
     def append(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        with self._lock:
-            child = self._start()
-            if child is None:
-                assert self._local is not None
-                self._local.append(events)
-                return
-            assert child.stdin is not None and child.stdout is not None
-            payload = pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL)
-            try:
-                child.stdin.write(len(payload).to_bytes(_HEADER, "big") + payload)
-                child.stdin.flush()
-                answer = child.stdout.readline()
-            except OSError:  # the child is gone: a broken pipe
-                answer = b""
-        if answer == _OK:
-            return
-        if not answer:
-            raise StoreError(
-                f"cannot append to {self.path}: the writer process ended (exit {child.poll()})"
-            )
-        raise StoreError(answer.decode("utf-8", "replace").strip())
+        if events:
+            self._ask("append", list(events))
+
+    def test_records(self) -> list[dict[str, Any]]:
+        """Every test's record before this run (see `History.test_records`)."""
+        records: list[dict[str, Any]] = self._ask("test_records", None)
+        return records
 
     def close(self) -> None:
         """Let the child finish (it exits once its input closes)."""
@@ -90,6 +81,28 @@ class ProcessLog:
             child.wait()
         child.stdout.close()
 
+    def _ask(self, request: str, argument: Any) -> Any:
+        with self._lock:
+            child = self._start()
+            if child is None:
+                assert self._local is not None
+                return self._local.do(request, argument)
+            assert child.stdin is not None and child.stdout is not None
+            try:
+                _send(child.stdin, (request, argument))
+                answer = _receive(child.stdout)
+            except (OSError, EOFError, pickle.UnpicklingError):  # the child is gone
+                answer = None
+        if answer is None:
+            raise StoreError(
+                f"cannot use the store at {self.store.root}: "
+                f"the writer process ended (exit {child.poll()})"
+            )
+        ok, value = answer
+        if not ok:
+            raise StoreError(value)
+        return value
+
     def _start(self) -> subprocess.Popen[bytes] | None:
         if self._child is None and self._local is None:
             # The child imports `memory` from where this process found it.
@@ -97,7 +110,7 @@ class ProcessLog:
             paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
             try:
                 self._child = subprocess.Popen(
-                    [sys.executable, "-m", "memory.log_process", str(self.path)],
+                    [sys.executable, "-m", "memory.log_process", str(self.store.root)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
@@ -105,27 +118,70 @@ class ProcessLog:
                     start_new_session=True,
                 )
             except OSError:
-                self._local = EventLog(self.path)
+                self._local = _Work(self.store)
         return self._child
 
 
-def serve(log: EventLog, batches: IO[bytes], answers: IO[bytes]) -> None:
-    """Append each batch read from ``batches``; answer ``ok`` or the error."""
-    while header := batches.read(_HEADER):
-        events = pickle.loads(batches.read(int.from_bytes(header, "big")))
+class _Work:
+    """What the child does (or this process, when there is no child)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._records: Future[list[dict[str, Any]]] = Future()
+        threading.Thread(target=self._read_records, daemon=True).start()
+
+    def do(self, request: str, argument: Any) -> Any:
+        if request == "append":
+            self.store.events.append(argument)
+            return None
+        if request == "test_records":
+            return self._records.result()
+        raise ValueError(f"unknown request {request!r}")
+
+    def _read_records(self) -> None:
         try:
-            log.append(events)
-            answer = _OK
+            from memory.query import History
+
+            rows = History(self.store).test_records().dicts() if self.store.events.exists() else []
+            self._records.set_result(rows)
+        except Exception as exc:  # history is advice: say why it is missing
+            self._records.set_exception(StoreError(f"cannot read the tests' history: {exc}"))
+
+
+def serve(work: _Work, requests: IO[bytes], answers: IO[bytes]) -> None:
+    """Answer each request read from ``requests`` with ``(True, value)`` or
+    ``(False, error message)``, until the input ends."""
+    while True:
+        try:
+            request, argument = _receive(requests)
+        except EOFError:
+            return
+        try:
+            answer = (True, work.do(request, argument))
         except StoreError as error:
-            answer = (" ".join(str(error).split()) + "\n").encode()
-        answers.write(answer)
-        answers.flush()
+            answer = (False, " ".join(str(error).split()))
+        _send(answers, answer)
+
+
+def _send(stream: IO[bytes], message: Any) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(payload).to_bytes(_HEADER, "big") + payload)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER)
+    if len(header) < _HEADER:
+        raise EOFError
+    payload = stream.read(int.from_bytes(header, "big"))
+    return pickle.loads(payload)
 
 
 if __name__ == "__main__":
-    target = EventLog(Path(sys.argv[1]))
-    target.warm_up()
-    serve(target, sys.stdin.buffer, sys.stdout.buffer)
-    # Every batch is committed and answered: skip the interpreter's teardown
+    store = Store(Path(sys.argv[1]))
+    work = _Work(store)  # starts reading the history
+    store.events.warm_up()
+    serve(work, sys.stdin.buffer, sys.stdout.buffer)
+    # Everything is committed and answered: skip the interpreter's teardown
     # (~0.1 s with pyarrow loaded), which the closing run would wait for.
     os._exit(0)

@@ -36,7 +36,7 @@ from memory.events import (
     uuid7,
 )
 from memory.log import EventWriter
-from memory.log_process import ProcessLog
+from memory.log_process import StoreProcess
 from memory.plugin import triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
@@ -90,9 +90,11 @@ class Recorder:
         self._started = time.perf_counter()
         self._errors: list[str] = []
         self.writer: EventWriter | None = None
+        self.store_process: StoreProcess | None = None
         if not self.is_worker:
+            self.store_process = StoreProcess(store)
             self.writer = EventWriter(
-                ProcessLog(store.events.path),
+                self.store_process,
                 batch_size=int(config.getini("memory_flush_events") or 1000),
                 max_age_s=float(config.getini("memory_flush_seconds") or 2.0),
                 on_error=self._write_failed,
@@ -190,6 +192,16 @@ class Recorder:
                 f"testmem: WARNING {len(problems)} things not recorded, first: {problems[0]}"
             )
         return lines
+
+    def test_records(self) -> list[dict[str, Any]]:
+        """Every test's record before this run (`History.test_records`), for the
+        retry advisor: read by the store process where there is one (xdist's
+        workers have none and read it themselves)."""
+        if self.store_process:
+            return self.store_process.test_records()
+        from memory.query import History
+
+        return History(self.store).test_records().dicts()
 
     def close(self) -> None:
         activate(self._previous_tap)
