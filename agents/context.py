@@ -7,10 +7,12 @@ with a thousand failures stays fast.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.analyzer import ApiChange, Exchange, FailureContext, TestRecord
-from memory.query import History
+
+if TYPE_CHECKING:  # DuckDB stays out of the retry advisor's imports
+    from memory.query import History
 
 _FAILED_TESTS = """
     WITH attempts AS (

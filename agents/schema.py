@@ -17,9 +17,10 @@ import weakref
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memory.query import History
+if TYPE_CHECKING:  # DuckDB stays out of the retry advisor's imports
+    from memory.query import History
 
 MAX_SAMPLES = 20  # sample values kept per key path and snapshot
 BODIES_PER_RUN = 50  # bodies read per run, route, method and status

@@ -243,6 +243,29 @@ def test_without_a_label_a_run_is_labelled_with_gits_commit_and_branch(
     assert runs == [(commit, "feature-x"), (commit, "")]  # a detached HEAD has no branch
 
 
+def test_the_test_process_never_loads_the_store_libraries(pytester, store_dir):
+    """The store process writes and reads history: the run's own process
+    imports neither pyarrow, deltalake nor DuckDB, even to advise a retry."""
+    pytester.makepyfile("def test_ok(): pass\ndef test_fails(): assert 1 == 2\n")
+    pytester.makeconftest(
+        """
+        import sys, pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_unconfigure(config):
+            loaded = [m for m in ("pyarrow", "deltalake", "duckdb") if m in sys.modules]
+            print("LOADED:", ",".join(loaded) or "none")
+            print("ADVISED:", "agents.analyzer" in sys.modules)
+        """
+    )
+    args = ("--memory", "--no-memory-triage", f"--memory-dir={store_dir}", "-s")
+    first = pytester.runpytest_subprocess(*args)  # the second run has history to read
+    second = pytester.runpytest_subprocess(*args)
+    for result in (first, second):
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["LOADED: none", "ADVISED: True"])
+
+
 def test_recording_changes_no_outcome_and_no_exit_status(recorded, outcomes_dir, shop):
     with_memory, _ = recorded
     plain = run_inner(outcomes_dir, "-rA", f"--api-base-url={shop.url}")
