@@ -267,7 +267,7 @@ def _translate(exc: Exception, context: str) -> StoreError:
 
 
 class Appender(Protocol):
-    """What a writer needs of a log: an `EventLog`, or a `memory.log_process.ProcessLog`."""
+    """What a writer needs of a log: an `EventLog`, or the recorder's `StoreProcess`."""
 
     def warm_up(self) -> None: ...
 

@@ -36,10 +36,10 @@ from memory.events import (
     uuid7,
 )
 from memory.log import EventWriter
-from memory.log_process import StoreProcess
 from memory.plugin import triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
+from memory.store_process import StoreProcess
 from memory.tap import Tap, activate, active_tap
 
 _BUILD_VARS = (

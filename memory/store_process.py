@@ -18,7 +18,7 @@ input closes, after its last commit, so a killed run loses at most the batch
 in flight, as with an in-process writer. If no child can be started, the
 work happens in this process.
 
-    python -m memory.log_process DIR   # the child: requests on stdin
+    python -m memory.store_process DIR   # the child: requests on stdin
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class StoreProcess:
         if answer is None:
             raise StoreError(
                 f"cannot use the store at {self.store.root}: "
-                f"the writer process ended (exit {child.poll()})"
+                f"the store process ended (exit {child.poll()})"
             )
         ok, value = answer
         if not ok:
@@ -110,7 +110,7 @@ class StoreProcess:
             paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
             try:
                 self._child = subprocess.Popen(
-                    [sys.executable, "-m", "memory.log_process", str(self.store.root)],
+                    [sys.executable, "-m", "memory.store_process", str(self.store.root)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,

@@ -10,9 +10,9 @@ import pytest
 from memory.errors import StoreError
 from memory.events import RunStarted, TestFinished
 from memory.log import EventWriter
-from memory.log_process import StoreProcess
 from memory.query import History
 from memory.store import Store
+from memory.store_process import StoreProcess
 
 
 def results(count: int, run_id: str = "r", outcome: str = "passed") -> list[TestFinished]:
@@ -82,4 +82,4 @@ def test_a_dead_child_loses_its_batches_as_store_errors(store_dir: Path) -> None
     writer.close()
     assert (writer.written, writer.lost) == (0, 4)
     assert [n for _, n in errors] == [3, 1]
-    assert "the writer process ended (exit -9)" in str(errors[0][0])
+    assert "the store process ended (exit -9)" in str(errors[0][0])
