@@ -282,7 +282,7 @@ class EventWriter:
     A background thread does the writing: it flushes when ``batch_size``
     events are waiting or the oldest has waited ``max_age_s``, so neither a
     full batch nor a slow test holds the run up, and it warms the log up
-    (imports, or the recorder's writer process) while the first tests run.
+    (imports, or the recorder's store process) while the first tests run.
     `close` flushes what is left and closes the log. Only
     if the thread falls ``backlog`` batches behind does `add` write inline,
     which keeps memory bounded. A killed process loses at most the events it
