@@ -138,7 +138,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.getini("memory_redact_params"),
     )
     root = resolve_dir(_setting(config, "memory_dir", ENV_DIR), base=config.rootpath)
-    recorder = Recorder(config, Store(root), redactor, cap)
+    # The retry advisor reads the tests' history at the first failure: the
+    # store process reads it beforehand when tests retry in this process
+    # (with xdist, `-n N`, they run and retry in the workers).
+    retries_here = retries > 0 and not getattr(config.option, "numprocesses", None)
+    recorder = Recorder(config, Store(root), redactor, cap, prefetch_history=retries_here)
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
     if retries > 0:

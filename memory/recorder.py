@@ -74,7 +74,15 @@ class _TestState:
 
 
 class Recorder:
-    def __init__(self, config: pytest.Config, store: Store, redactor: Redactor, cap: int) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        store: Store,
+        redactor: Redactor,
+        cap: int,
+        *,
+        prefetch_history: bool = False,
+    ) -> None:
         self.config = config
         self.store = store
         self.redactor = redactor
@@ -92,7 +100,7 @@ class Recorder:
         self.writer: EventWriter | None = None
         self.store_process: StoreProcess | None = None
         if not self.is_worker:
-            self.store_process = StoreProcess(store)
+            self.store_process = StoreProcess(store, prefetch=prefetch_history)
             self.writer = EventWriter(
                 self.store_process,
                 batch_size=int(config.getini("memory_flush_events") or 1000),

@@ -10,15 +10,17 @@ time comes out of the tests' own, however the work is threaded. A
   pipe and waits for the answer, so a flush is still one atomic commit and a
   failed one still reaches the run as a `StoreError`;
 - **history**: the child reads every test's record (`History.test_records`)
-  as soon as it starts, from the runs before this one, so the retry advisor
-  has it at the first failure without loading DuckDB here.
+  when asked, or with ``prefetch`` as soon as it starts, from the runs before
+  this one, so the retry advisor has it at the first failure without loading
+  DuckDB here. Only a run that retries in this process prefetches: with
+  retries off nobody asks, and xdist's workers read their own.
 
 The child ignores the terminal's Ctrl-C (its own session) and exits when its
 input closes, after its last commit, so a killed run loses at most the batch
 in flight, as with an in-process writer. If no child can be started, the
 work happens in this process.
 
-    python -m memory.store_process DIR   # the child: requests on stdin
+    python -m memory.store_process DIR [--prefetch]   # the child: requests on stdin
 """
 
 from __future__ import annotations
@@ -45,14 +47,15 @@ _HEADER = 8  # bytes of a message's length, big-endian
 class StoreProcess:
     """Appends to a store's log, and reads its tests' history, through a child process."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, prefetch: bool = False) -> None:
         self.store = store
+        self.prefetch = prefetch
         self._child: subprocess.Popen[bytes] | None = None
         self._local: _Work | None = None  # when no child could start
         self._lock = threading.Lock()  # one request on the pipe at a time
 
     def warm_up(self) -> None:
-        """Start the child, which imports the libraries and reads the history meanwhile."""
+        """Start the child, which imports the libraries (and prefetches) meanwhile."""
         with self._lock:
             self._start()
 
@@ -61,7 +64,8 @@ class StoreProcess:
             self._ask("append", list(events))
 
     def test_records(self) -> list[dict[str, Any]]:
-        """Every test's record before this run (see `History.test_records`)."""
+        """Every test's record (see `History.test_records`): before this run
+        when prefetched, else as the log stands when first asked."""
         records: list[dict[str, Any]] = self._ask("test_records", None)
         return records
 
@@ -110,7 +114,8 @@ class StoreProcess:
             paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
             try:
                 self._child = subprocess.Popen(
-                    [sys.executable, "-m", "memory.store_process", str(self.store.root)],
+                    [sys.executable, "-m", "memory.store_process", str(self.store.root)]
+                    + (["--prefetch"] if self.prefetch else []),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
@@ -118,34 +123,42 @@ class StoreProcess:
                     start_new_session=True,
                 )
             except OSError:
-                self._local = _Work(self.store)
+                self._local = _Work(self.store, self.prefetch)
         return self._child
 
 
 class _Work:
     """What the child does (or this process, when there is no child)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, prefetch: bool) -> None:
         self.store = store
-        self._records: Future[list[dict[str, Any]]] = Future()
-        threading.Thread(target=self._read_records, daemon=True).start()
+        self._records: Future[list[dict[str, Any]]] | None = None
+        if prefetch:
+            self._start_reading()
 
     def do(self, request: str, argument: Any) -> Any:
         if request == "append":
             self.store.events.append(argument)
             return None
         if request == "test_records":
-            return self._records.result()
+            return self._start_reading().result()
         raise ValueError(f"unknown request {request!r}")
 
-    def _read_records(self) -> None:
+    def _start_reading(self) -> Future[list[dict[str, Any]]]:
+        """The history, read once, on a thread so that appends go on meanwhile."""
+        if self._records is None:
+            self._records = Future()
+            threading.Thread(target=self._read_records, args=(self._records,), daemon=True).start()
+        return self._records
+
+    def _read_records(self, records: Future[list[dict[str, Any]]]) -> None:
         try:
             from memory.query import History
 
             rows = History(self.store).test_records().dicts() if self.store.events.exists() else []
-            self._records.set_result(rows)
+            records.set_result(rows)
         except Exception as exc:  # history is advice: say why it is missing
-            self._records.set_exception(StoreError(f"cannot read the tests' history: {exc}"))
+            records.set_exception(StoreError(f"cannot read the tests' history: {exc}"))
 
 
 def serve(work: _Work, requests: IO[bytes], answers: IO[bytes]) -> None:
@@ -179,7 +192,7 @@ def _receive(stream: IO[bytes]) -> Any:
 
 if __name__ == "__main__":
     store = Store(Path(sys.argv[1]))
-    work = _Work(store)  # starts reading the history
+    work = _Work(store, prefetch="--prefetch" in sys.argv[2:])  # reading the history starts
     store.events.warm_up()
     serve(work, sys.stdin.buffer, sys.stdout.buffer)
     # Everything is committed and answered: skip the interpreter's teardown

@@ -34,22 +34,39 @@ def test_batches_appended_by_the_child_read_back_exactly(store_dir: Path) -> Non
     assert Store(store_dir).events.version() == 1  # two appends, two commits
 
 
-def test_the_child_reads_the_history_from_before_the_run(store_dir: Path) -> None:
-    store = Store(store_dir)
+def three_runs(store: Store) -> None:
     for run, outcome in (("r1", "passed"), ("r2", "failed"), ("r3", "passed")):
         store.events.append([RunStarted(run_id=run), *results(3, run, outcome)])
 
-    def by_test(rows: list[dict]) -> list[dict]:
-        return sorted(rows, key=lambda r: r["nodeid"])
 
+def by_test(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: r["nodeid"])
+
+
+def test_the_child_reads_the_history_once_and_keeps_it(store_dir: Path) -> None:
+    store = Store(store_dir)
+    three_runs(store)
     expected = by_test(History(Store.open(store_dir)).test_records().dicts())
-    process = StoreProcess(store)
+    process = StoreProcess(store, prefetch=True)
     process.warm_up()
     records = by_test(process.test_records())
     process.append(results(3, "r4", "failed"))  # this run's results come later
     assert by_test(process.test_records()) == records == expected
     assert {r["nodeid"]: r["failed_runs"] for r in records} == {
         f"tests/test_x.py::t{i}": 1 for i in range(3)
+    }
+    process.close()
+
+
+def test_without_prefetch_the_history_is_read_when_first_asked(store_dir: Path) -> None:
+    store = Store(store_dir)
+    three_runs(store)
+    process = StoreProcess(store)
+    process.warm_up()
+    process.append(results(3, "r4", "failed"))
+    records = process.test_records()
+    assert {r["nodeid"]: r["failed_runs"] for r in records} == {
+        f"tests/test_x.py::t{i}": 2 for i in range(3)
     }
     process.close()
 
