@@ -283,7 +283,9 @@ class EventWriter:
     events are waiting or the oldest has waited ``max_age_s``, so neither a
     full batch nor a slow test holds the run up, and it warms the log up
     (imports, or the recorder's store process) while the first tests run.
-    `close` flushes what is left and closes the log. Only
+    `close` flushes what is left and closes the log, on the same thread:
+    `finish` starts that and returns, so the caller can go on (the recorder
+    prints pytest's report meanwhile) and `close` later. Only
     if the thread falls ``backlog`` batches behind does `add` write inline,
     which keeps memory bounded. A killed process loses at most the events it
     had not flushed. Write errors never propagate: they go to ``on_error``
@@ -332,12 +334,16 @@ class EventWriter:
         while self._flush_batch():
             pass
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Start closing: the writer thread flushes what is left and closes
+        the log while the caller goes on; `close` waits for it."""
         self._closed = True
         self._wake.set()
-        self._thread.join(timeout=60)
-        self.flush()
-        self.log.close()
+
+    def close(self) -> None:
+        """Flush what is left and close the log; returns once both are done."""
+        self.finish()
+        self._thread.join()
 
     def _flush_batch(self, full_only: bool = False) -> bool:
         """Commit the oldest ``batch_size`` events; False if there was nothing to do."""
@@ -359,12 +365,16 @@ class EventWriter:
     def _run(self) -> None:
         with contextlib.suppress(Exception):  # reported by the first flush instead
             self.log.warm_up()  # off the test-running thread
-        while not self._closed:
-            self._wake.wait(min(0.25, self.max_age_s))
-            self._wake.clear()
-            while not self._closed and self._flush_batch(full_only=True):
-                pass
-            with self._lock:
-                aged = self._buffer and time.monotonic() - self._first_at >= self.max_age_s
-            if aged:  # one batch: events that arrive meanwhile wait their turn
-                self._flush_batch()
+        try:
+            while not self._closed:
+                self._wake.wait(min(0.25, self.max_age_s))
+                self._wake.clear()
+                while not self._closed and self._flush_batch(full_only=True):
+                    pass
+                with self._lock:
+                    aged = self._buffer and time.monotonic() - self._first_at >= self.max_age_s
+                if aged:  # one batch: events that arrive meanwhile wait their turn
+                    self._flush_batch()
+            self.flush()
+        finally:
+            self.log.close()

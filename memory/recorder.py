@@ -97,6 +97,7 @@ class Recorder:
         self._collect_errors = 0
         self._started = time.perf_counter()
         self._errors: list[str] = []
+        self._post_run_due = False  # set when the session finishes
         self.writer: EventWriter | None = None
         self.store_process: StoreProcess | None = None
         if not self.is_worker:
@@ -165,18 +166,15 @@ class Recorder:
                 xpassed=counts["xpassed"],
             )
         )
-        self.writer.close()
-        if not self.writer.lost:
-            try:
-                session.config.hook.pytest_testmem_run_recorded(
-                    config=session.config, store=self.store, run_id=self.run_id
-                )
-            except Exception as exc:  # post-run work must not fail the run
-                self._errors.append(f"post-run triage failed: {type(exc).__name__}: {exc}")
+        # The last commit overlaps pytest's report of the failures; the
+        # summary below (or `close`, without a terminal) waits for it.
+        self.writer.finish()
+        self._post_run_due = True
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.writer:
             return
+        self._complete()
         for line in self.summary_lines():
             terminalreporter.write_line(line, yellow=bool(self.writer.lost or self._errors))
 
@@ -214,7 +212,22 @@ class Recorder:
     def close(self) -> None:
         activate(self._previous_tap)
         if self.writer:
-            self.writer.close()
+            self._complete()
+
+    def _complete(self) -> None:
+        """Wait for the last commit, then, once the whole run is in the store,
+        hand it to post-run work (triage); once, whoever calls first."""
+        assert self.writer is not None
+        self.writer.close()
+        if not self._post_run_due or self.writer.lost:
+            return
+        self._post_run_due = False
+        try:
+            self.config.hook.pytest_testmem_run_recorded(
+                config=self.config, store=self.store, run_id=self.run_id
+            )
+        except Exception as exc:  # post-run work must not fail the run
+            self._errors.append(f"post-run triage failed: {type(exc).__name__}: {exc}")
 
     # -- building events ------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 import uuid
 from collections import Counter
@@ -206,6 +207,36 @@ def test_a_writer_fed_steadily_commits_once_per_age_not_once_per_commit(store_di
     # One commit per half second, and the rest at close: each aged flush takes
     # what waits, not also what arrives while it commits.
     assert (log.version() or 0) + 1 <= 6
+
+
+class _Gated:
+    """A real log whose appends wait until the test opens the gate."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log, self.gate = log, threading.Event()
+
+    def warm_up(self) -> None:
+        self.log.warm_up()
+
+    def append(self, events: Any) -> None:
+        self.gate.wait(30)
+        self.log.append(events)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def test_finish_leaves_the_last_commit_to_the_writer_thread_and_close_waits_for_it(store_dir):
+    gated = _Gated(Store(store_dir).events)
+    writer = EventWriter(gated, batch_size=1000, max_age_s=600)
+    for event in results("r", 7):
+        writer.add(event)
+    writer.finish()  # returns while the commit waits at the gate
+    assert writer.written == 0
+    gated.gate.set()
+    writer.close()
+    assert writer.written == 7
+    assert len(event_ids(store_dir)) == 7
 
 
 def test_a_writer_that_cannot_write_reports_once_per_batch_and_never_raises(tmp_path):

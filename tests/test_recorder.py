@@ -266,6 +266,25 @@ def test_the_test_process_never_loads_the_store_libraries(pytester, store_dir):
         result.stdout.fnmatch_lines(["LOADED: none", "ADVISED: True"])
 
 
+def test_without_a_terminal_the_run_is_still_recorded_whole_and_triaged(
+    pytester, store_dir, read_store
+):
+    """The last commit is awaited by the terminal summary, or, with no
+    terminal to print one, when pytest unconfigures: either way post-run
+    triage then sees the whole run."""
+    pytester.makepyfile("def test_ok(): pass\ndef test_fails(): assert 1 == 2\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:terminal", "--memory", "--memory-retries=0", f"--memory-dir={store_dir}"
+    )
+    assert result.ret == 1
+    history = read_store(store_dir)
+    assert history.sql("SELECT passed, failed FROM runs").rows == [(1, 1)]
+    decided = history.sql("SELECT nodeid FROM facts WHERE type = 'DecisionMade'").rows
+    assert decided == [
+        ("test_without_a_terminal_the_run_is_still_recorded_whole_and_triaged.py::test_fails",)
+    ]
+
+
 def test_recording_changes_no_outcome_and_no_exit_status(recorded, outcomes_dir, shop):
     with_memory, _ = recorded
     plain = run_inner(outcomes_dir, "-rA", f"--api-base-url={shop.url}")
