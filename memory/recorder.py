@@ -118,7 +118,11 @@ class Recorder:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         try:
-            report.testmem_exchanges = self.tap.take()  # type: ignore[attr-defined]
+            # Reports live until the session ends: hang on them only what
+            # there is (fewer long-lived objects for the garbage collector).
+            exchanges = self.tap.take()
+            if exchanges:
+                report.testmem_exchanges = exchanges  # type: ignore[attr-defined]
             if call.when == "setup":
                 report.testmem_item = _describe_item(item)  # type: ignore[attr-defined]
             if report.failed and call.excinfo is not None:
@@ -232,16 +236,20 @@ class Recorder:
     # -- building events ------------------------------------------------------
 
     def _on_report(self, report: pytest.TestReport) -> None:
-        state = self._tests.setdefault(report.nodeid, _TestState())
-        attempt = self._attempts.get(report.nodeid, 0) + 1
-        state.item.update(getattr(report, "testmem_item", {}))
+        nodeid = report.nodeid  # pytest computes it on each access
+        state = self._tests.get(nodeid)
+        if state is None:
+            state = self._tests[nodeid] = _TestState()
+        attempt = self._attempts.get(nodeid, 0) + 1
+        if report.when == "setup":
+            state.item = getattr(report, "testmem_item", state.item)
         state.duration_s += report.duration
         for exchange in getattr(report, "testmem_exchanges", ()):
-            event = self._exchange(exchange, report.nodeid, report.when, attempt)
+            event = self._exchange(exchange, nodeid, report.when, attempt)
             state.exchange_ids.append(event.exchange_id)
             self._emit(event)
         if report.failed or report.outcome == "rerun":
-            failure = self._failure(report, report.nodeid, report.when, attempt, state.exchange_ids)
+            failure = self._failure(report, nodeid, report.when, attempt, state.exchange_ids)
             self._emit(failure)
             retry = getattr(report, "testmem_retry", None)
             if retry:
@@ -249,28 +257,30 @@ class Recorder:
                     Fact.of(
                         "RetryAttempted",
                         self.run_id,
-                        nodeid=report.nodeid,
+                        nodeid=nodeid,
                         failure_id=failure.failure_id,
                         **retry,
                     )
                 )
         _update_outcome(state, report)
         if report.when == "teardown":
-            self._finish_test(report, state, attempt)
+            self._finish_test(nodeid, report, state, attempt)
 
-    def _finish_test(self, report: pytest.TestReport, state: _TestState, attempt: int) -> None:
-        del self._tests[report.nodeid]
-        self._attempts[report.nodeid] = attempt
-        self._final[report.nodeid] = state.outcome
+    def _finish_test(
+        self, nodeid: str, report: pytest.TestReport, state: _TestState, attempt: int
+    ) -> None:
+        del self._tests[nodeid]
+        self._attempts[nodeid] = attempt
+        self._final[nodeid] = state.outcome
         item = state.item
         self._emit(
             TestFinished(
                 run_id=self.run_id,
-                nodeid=report.nodeid,
+                nodeid=nodeid,
                 file=item.get("file") or report.location[0],
                 function=item.get("function") or report.location[2],
                 params=item.get("params"),
-                markers=item.get("markers", []),
+                markers=list(item.get("markers", ())),
                 outcome=state.outcome,
                 phase=state.phase,
                 duration_s=state.duration_s,
@@ -399,7 +409,7 @@ def _describe_item(item: pytest.Item) -> dict[str, Any]:
         "file": item.location[0],
         "function": function,
         "params": json.dumps(params, ensure_ascii=False) if params else None,
-        "markers": sorted({m.name for m in item.iter_markers()}),
+        "markers": tuple(sorted({m.name for m in item.iter_markers()})),
     }
 
 
