@@ -60,7 +60,8 @@ class RetryAdvisor:
 
 
 def _load_records(recorder: Recorder) -> dict[str, Any]:
-    """Every test's record, in one query (history must never break a run)."""
+    """The records that can make a difference, in one query (a test that only
+    ever passed has a clean `TestRecord()`); history must never break a run."""
     from agents.analyzer import TestRecord
 
     try:

@@ -197,22 +197,32 @@ class History:
         )
 
     def test_records(
-        self, window: int = 30, nodeids: list[str] | None = None, exclude_run: str | None = None
+        self,
+        window: int = 30,
+        nodeids: list[str] | None = None,
+        exclude_run: str | None = None,
+        *,
+        skip_always_passed: bool = False,
     ) -> Rows:
         """Each test's record over its last ``window`` runs (``exclude_run`` left out).
 
         ``flip_rate`` is the share of consecutive runs whose final outcome
         differs; ``retry_pass_rate`` the share of runs that failed first and
-        passed on a later attempt.
+        passed on a later attempt. ``skip_always_passed`` leaves out tests that
+        only ever passed (skips and xfails aside): a run count is all they show.
         """
         params = {"window": window, "exclude": exclude_run or "", "every": nodeids is None}
-        return self.sql(_TEST_RECORDS, {**params, "nodeids": nodeids or []})
+        return self.sql(
+            _TEST_RECORDS,
+            {**params, "nodeids": nodeids or [], "skip_always_passed": skip_always_passed},
+        )
 
     def flaky(self, window: int = 30, min_runs: int = 3, limit: int = 50) -> Rows:
         """Tests whose outcome flips between runs or that passed only on retry
         (see `test_records` for the rates)."""
         params = {"window": window, "exclude": "", "every": True, "nodeids": []}
-        return self.sql(_FLAKY, {**params, "min_runs": min_runs, "limit": limit})
+        params |= {"skip_always_passed": False, "min_runs": min_runs, "limit": limit}
+        return self.sql(_FLAKY, params)
 
     def stats(self) -> dict[str, Any]:
         by_type = dict(
@@ -233,13 +243,17 @@ class History:
 
 
 _TEST_RECORDS = """
-    WITH per_run AS (
+    WITH counted AS MATERIALIZED (
+        SELECT nodeid, run_id, occurred_at, outcome, attempt FROM results
+        WHERE outcome NOT IN ('skipped', 'xfailed') AND run_id <> $exclude
+          AND ($every OR nodeid IN (SELECT unnest($nodeids)))
+    ), per_run AS (
         SELECT nodeid, run_id, min(occurred_at) AS first_at,
                arg_max(outcome, attempt) AS final,
                bool_or(outcome IN ('failed', 'error')) AS failed_once
-        FROM results
-        WHERE outcome NOT IN ('skipped', 'xfailed') AND run_id <> $exclude
-          AND ($every OR nodeid IN (SELECT unnest($nodeids)))
+        FROM counted
+        WHERE NOT $skip_always_passed
+           OR nodeid IN (SELECT nodeid FROM counted WHERE outcome <> 'passed')
         GROUP BY nodeid, run_id
     ), recent AS (
         SELECT *, row_number() OVER (PARTITION BY nodeid ORDER BY first_at DESC) AS n

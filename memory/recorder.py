@@ -204,14 +204,14 @@ class Recorder:
         return lines
 
     def test_records(self) -> list[dict[str, Any]]:
-        """Every test's record before this run (`History.test_records`), for the
-        retry advisor: read by the store process where there is one (xdist's
-        workers have none and read it themselves)."""
+        """The records of the tests that ever did anything but pass, before
+        this run (`History.test_records`), for the retry advisor: read by the
+        store process where there is one (xdist's workers read it themselves)."""
         if self.store_process:
             return self.store_process.test_records()
         from memory.query import History
 
-        return History(self.store).test_records().dicts()
+        return History(self.store).test_records(skip_always_passed=True).dicts()
 
     def close(self) -> None:
         activate(self._previous_tap)

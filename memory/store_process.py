@@ -9,8 +9,9 @@ time comes out of the tests' own, however the work is threaded. A
 - **appends**: the recorder's writer thread sends each batch, pickled, over a
   pipe and waits for the answer, so a flush is still one atomic commit and a
   failed one still reaches the run as a `StoreError`;
-- **history**: the child reads every test's record (`History.test_records`)
-  when asked, or with ``prefetch`` as soon as it starts, from the runs before
+- **history**: the child reads the records of the tests that ever did
+  anything but pass (`History.test_records`), all the advisor can use, when
+  asked, or with ``prefetch`` as soon as it starts, from the runs before
   this one, so the retry advisor has it at the first failure without loading
   DuckDB here. Only a run that retries in this process prefetches: with
   retries off nobody asks, and xdist's workers read their own.
@@ -65,8 +66,9 @@ class StoreProcess:
             self._ask("append", list(events))
 
     def test_records(self) -> list[dict[str, Any]]:
-        """Every test's record (see `History.test_records`): before this run
-        when prefetched, else as the log stands when first asked."""
+        """The records of the tests that ever did anything but pass (see
+        `History.test_records`): before this run when prefetched, else as the
+        log stands when first asked."""
         records: list[dict[str, Any]] = self._ask("test_records", None)
         return records
 
@@ -157,8 +159,11 @@ class _Work:
         try:
             from memory.query import History
 
-            rows = History(self.store).test_records().dicts() if self.store.events.exists() else []
-            records.set_result(rows)
+            if not self.store.events.exists():
+                records.set_result([])
+                return
+            history = History(self.store)
+            records.set_result(history.test_records(skip_always_passed=True).dicts())
         except Exception as exc:  # history is advice: say why it is missing
             records.set_exception(StoreError(f"cannot read the tests' history: {exc}"))
 

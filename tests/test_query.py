@@ -43,6 +43,23 @@ def test_flip_rate_of_a_test_that_flips_across_real_runs(pytester, store_dir):
     assert flaky[0]["failed_runs"] == 2
 
 
+def test_records_can_skip_the_tests_that_only_ever_passed(pytester, store_dir):
+    """What the retry advisor reads: the same records, minus those that show
+    nothing but a run count (skips and xfails do not count as runs)."""
+    pytester.makepyfile(test_flaky=FLIPPING_SUITE)
+    pytester.makepyfile(test_other="import pytest\n\n@pytest.mark.skip\ndef test_skip(): pass\n")
+    for outcome in ("pass", "pass", "fail"):
+        pytester.path.joinpath("outcome.txt").write_text(outcome)
+        pytester.runpytest(*MEMORY, f"--memory-dir={store_dir}", "-p", "no:randomly")
+    history = History(Store.open(store_dir))
+    every = {row["nodeid"]: row for row in history.test_records().dicts()}
+    some = {row["nodeid"]: row for row in history.test_records(skip_always_passed=True).dicts()}
+    assert sorted(every) == [
+        f"test_flaky.py::test_{name}" for name in ("always_broken", "flips", "stable")
+    ]
+    assert some == {nodeid: every[nodeid] for nodeid in every if not nodeid.endswith("stable")}
+
+
 def test_flaky_looks_only_at_the_window_of_recent_runs(store_dir):
     outcomes = ["failed", "passed", "passed", "passed"]  # the flip is 3 runs back
     _results(store_dir, "tests/test_a.py::test_a", [(o, 1) for o in outcomes])
