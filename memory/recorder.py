@@ -62,7 +62,7 @@ _BRANCH_VARS = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _TestState:
     """What the controller knows about a test while its phases report in."""
 
@@ -70,7 +70,7 @@ class _TestState:
     phase: str = "call"
     duration_s: float = 0.0
     exchange_ids: list[str] = field(default_factory=list)
-    item: dict[str, Any] = field(default_factory=dict)
+    item: dict[str, Any] | None = None  # `_describe_item`, from the setup report
 
 
 class Recorder:
@@ -272,7 +272,7 @@ class Recorder:
         del self._tests[nodeid]
         self._attempts[nodeid] = attempt
         self._final[nodeid] = state.outcome
-        item = state.item
+        item = state.item or {}
         self._emit(
             TestFinished(
                 run_id=self.run_id,

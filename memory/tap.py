@@ -36,6 +36,8 @@ class Tap:
         self._lock = threading.Lock()
 
     def take(self) -> list[Exchange]:
+        if not self._exchanges:  # most reports: nothing to hand over, nothing to allocate
+            return []
         with self._lock:
             taken, self._exchanges = self._exchanges, []
         return taken
