@@ -3,16 +3,23 @@
 One run interleaves the variants round by round (the order rotates each
 round) on a generated 2,000-test suite, so a busy neighbour on the machine
 slows all of them alike; wall and CPU times are compared to plain pytest with
-testmem disabled (``-p no:testmem``), see `report`.
+testmem disabled (``-p no:testmem``), see `report`. With ``--instructions``
+it counts the instructions of each variant's test process instead, under
+valgrind: slower, but deaf to the machine's noise.
 
     python -m bench.overhead --rounds 15
+    python -m bench.overhead --instructions
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
+import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import PYTHON, Timing, median, table, timed
@@ -98,23 +105,68 @@ def report(timings: dict[str, list[Timing]]) -> str:
     return table(header, rows)
 
 
+def instructions(suite: Path, work: Path) -> dict[str, int]:
+    """Instructions each variant's test process executes, counted by valgrind
+    (cachegrind): a figure no neighbour on the machine can disturb. The store
+    process, a child, is not traced: it runs on another core. Post-run triage
+    is left out (under valgrind, loading the model alone takes minutes)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (e.g. apt install valgrind)")
+    commands = {k: v for k, v in variants(work).items() if k != "pytest --memory"}
+    env = child_env()
+    for command in commands.values():  # warm-up: byte-compile, create the stores
+        timed(command, cwd=suite, env=env, ok=(1,))
+
+    def count(command: list[str]) -> int:
+        done = subprocess.run(  # the summary on stderr is all we read
+            ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+             "--cachegrind-out-file=/dev/null", *command],
+            cwd=suite, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+        if done.returncode != 1 or not found:
+            raise SystemExit(f"{' '.join(command)}: exit {done.returncode} under valgrind")
+        return int(found.group(1).replace(",", ""))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # counts do not depend on the load
+        return dict(zip(commands, pool.map(count, commands.values()), strict=True))
+
+
+def instructions_report(counts: dict[str, int]) -> str:
+    base = counts[BASELINE]
+    rows = [[f"`{k}`", f"{v / 1e9:.3f}", f"{v / base:.3f}"] for k, v in counts.items()]
+    return table(["variant", "instructions (billions)", "ratio to plain"], rows)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--modules", type=int, default=20, help="100 tests each")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (valgrind) instead"
+    )
     args = parser.parse_args(argv)
+    expected = args.modules * TESTS_PER_MODULE
     with tempfile.TemporaryDirectory(prefix="testmem-bench-") as tmp:
         work = Path(tmp)
         suite = generate(work / "suite", args.modules)
-        timings = measure(suite, work, args.rounds)
+        if args.instructions:
+            counted = instructions(suite, work)
+        else:
+            timings = measure(suite, work, args.rounds)
         counts = recorded_results(work / "store")
-    expected = args.modules * TESTS_PER_MODULE
-    if any(count != expected for count in counts):
+    if not counts or any(count != expected for count in counts):
         raise SystemExit(f"--memory recorded {counts} results per run, expected {expected}")
-    text = (
-        f"Recording overhead, {expected} tests, {args.rounds} interleaved rounds "
-        f"({len(counts)} runs recorded, {expected} results each):\n\n{report(timings)}"
-    )
+    if args.instructions:
+        text = (
+            f"Instructions of the test process, {expected} tests "
+            f"(valgrind --tool=cachegrind, one run each):\n\n{instructions_report(counted)}"
+        )
+    else:
+        text = (
+            f"Recording overhead, {expected} tests, {args.rounds} interleaved rounds "
+            f"({len(counts)} runs recorded, {expected} results each):\n\n{report(timings)}"
+        )
     print(text)
     return text
 
