@@ -39,7 +39,7 @@ from memory.log import EventWriter
 from memory.plugin import triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
-from memory.store_process import StoreProcess
+from memory.store_process import StoreProcess, advisor_records
 from memory.tap import Tap, activate, active_tap
 
 _BUILD_VARS = (
@@ -209,9 +209,7 @@ class Recorder:
         store process where there is one (xdist's workers read it themselves)."""
         if self.store_process:
             return self.store_process.test_records()
-        from memory.query import History
-
-        return History(self.store).test_records(skip_always_passed=True).dicts()
+        return advisor_records(self.store)
 
     def close(self) -> None:
         activate(self._previous_tap)

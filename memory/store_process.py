@@ -157,15 +157,19 @@ class _Work:
 
     def _read_records(self, records: Future[list[dict[str, Any]]]) -> None:
         try:
-            from memory.query import History
-
-            if not self.store.events.exists():
-                records.set_result([])
-                return
-            history = History(self.store)
-            records.set_result(history.test_records(skip_always_passed=True).dicts())
+            records.set_result(advisor_records(self.store))
         except Exception as exc:  # history is advice: say why it is missing
             records.set_exception(StoreError(f"cannot read the tests' history: {exc}"))
+
+
+def advisor_records(store: Store) -> list[dict[str, Any]]:
+    """What the retry advisor reads: the records of the tests that ever did
+    anything but pass (`History.test_records`), all that can change its advice."""
+    from memory.query import History
+
+    if not store.events.exists():
+        return []
+    return History(store).test_records(skip_always_passed=True).dicts()
 
 
 def serve(work: _Work, requests: IO[bytes], answers: IO[bytes]) -> None:
