@@ -125,7 +125,7 @@ class Recorder:
                 report.testmem_exchanges = exchanges  # type: ignore[attr-defined]
             if call.when == "setup":
                 report.testmem_item = _describe_item(item)  # type: ignore[attr-defined]
-            if report.failed and call.excinfo is not None:
+            if call.excinfo is not None and report.failed:
                 report.testmem_failure = self._describe_exception(call.excinfo)  # type: ignore[attr-defined]
         except Exception as exc:  # never let recording change the report
             self._errors.append(f"describing {item.nodeid}: {exc}")
@@ -234,20 +234,23 @@ class Recorder:
     # -- building events ------------------------------------------------------
 
     def _on_report(self, report: pytest.TestReport) -> None:
-        nodeid = report.nodeid  # pytest computes it on each access
+        # Each attribute is read once: `nodeid`, `failed` and `skipped` are
+        # computed on each access, and this runs three times per test.
+        nodeid, when, outcome = report.nodeid, report.when, report.outcome
         state = self._tests.get(nodeid)
         if state is None:
             state = self._tests[nodeid] = _TestState()
         attempt = self._attempts.get(nodeid, 0) + 1
-        if report.when == "setup":
+        if when == "setup":
             state.item = getattr(report, "testmem_item", state.item)
         state.duration_s += report.duration
         for exchange in getattr(report, "testmem_exchanges", ()):
-            event = self._exchange(exchange, nodeid, report.when, attempt)
+            event = self._exchange(exchange, nodeid, when, attempt)
             state.exchange_ids.append(event.exchange_id)
             self._emit(event)
-        if report.failed or report.outcome == "rerun":
-            failure = self._failure(report, nodeid, report.when, attempt, state.exchange_ids)
+        failed = outcome == "failed" or outcome == "rerun"  # a retried attempt failed too
+        if failed:
+            failure = self._failure(report, nodeid, when, attempt, state.exchange_ids)
             self._emit(failure)
             retry = getattr(report, "testmem_retry", None)
             if retry:
@@ -260,8 +263,8 @@ class Recorder:
                         **retry,
                     )
                 )
-        _update_outcome(state, report)
-        if report.when == "teardown":
+        _update_outcome(state, when, outcome, hasattr(report, "wasxfail"))
+        if when == "teardown":
             self._finish_test(nodeid, report, state, attempt)
 
     def _finish_test(
@@ -270,15 +273,15 @@ class Recorder:
         del self._tests[nodeid]
         self._attempts[nodeid] = attempt
         self._final[nodeid] = state.outcome
-        item = state.item or {}
+        item = state.item or _describe_location(report)
         self._emit(
             TestFinished(
                 run_id=self.run_id,
                 nodeid=nodeid,
-                file=item.get("file") or report.location[0],
-                function=item.get("function") or report.location[2],
-                params=item.get("params"),
-                markers=list(item.get("markers", ())),
+                file=item["file"],
+                function=item["function"],
+                params=item["params"],
+                markers=list(item["markers"]),
                 outcome=state.outcome,
                 phase=state.phase,
                 duration_s=state.duration_s,
@@ -379,18 +382,19 @@ class Recorder:
         self._errors.append(str(error))
 
 
-def _update_outcome(state: _TestState, report: pytest.TestReport) -> None:
-    failed = report.failed or report.outcome == "rerun"  # a retried attempt failed too
-    xfail = hasattr(report, "wasxfail")
-    if report.when == "setup":
+def _update_outcome(state: _TestState, when: str, outcome: str, xfail: bool) -> None:
+    """Fold one phase's report into the test's outcome. ``outcome`` is the
+    report's: passed, failed, skipped, or rerun (a retried attempt failed)."""
+    failed = outcome == "failed" or outcome == "rerun"
+    if when == "setup":
         if failed:
             state.outcome, state.phase = "error", "setup"
-        elif report.skipped:
+        elif outcome == "skipped":
             state.outcome, state.phase = ("xfailed" if xfail else "skipped"), "setup"
-    elif report.when == "call":
+    elif when == "call":
         if failed:
             state.outcome = "failed"
-        elif report.skipped:
+        elif outcome == "skipped":
             state.outcome = "xfailed" if xfail else "skipped"
         else:
             state.outcome = "xpassed" if xfail else "passed"
@@ -409,6 +413,13 @@ def _describe_item(item: pytest.Item) -> dict[str, Any]:
         "params": json.dumps(params, ensure_ascii=False) if params else None,
         "markers": tuple(sorted({m.name for m in item.iter_markers()})),
     }
+
+
+def _describe_location(report: pytest.TestReport) -> dict[str, Any]:
+    """What `_describe_item` says, as far as a report tells it (when no setup
+    report carried the item's description, e.g. a crashed xdist worker)."""
+    file, _, domain = report.location
+    return {"file": file, "function": domain, "params": None, "markers": ()}
 
 
 def _short_repr(value: Any) -> str:
