@@ -111,6 +111,12 @@ class Event:
     schema_version: int = SCHEMA_VERSION
     producer: str = PRODUCER
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its values in field order (the recorder sends every
+        event to its store process): half the time of pickle's default."""
+        cls = type(self)
+        return _rebuild, (cls, _values(cls)(self))
+
 
 @dataclass(kw_only=True)
 class RunStarted(Event):
@@ -312,12 +318,24 @@ def arrow_schema() -> pa.Schema:
 
 
 _FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+_VALUES: dict[type[Event], attrgetter[tuple[Any, ...]]] = {}
 
 
 def _field_names(cls: type[Event]) -> tuple[str, ...]:
     if cls not in _FIELD_NAMES:
         _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
     return _FIELD_NAMES[cls]
+
+
+def _values(cls: type[Event]) -> attrgetter[tuple[Any, ...]]:
+    """A function of an event of ``cls`` to its values, in field order."""
+    if cls not in _VALUES:
+        _VALUES[cls] = attrgetter(*_field_names(cls))
+    return _VALUES[cls]
+
+
+def _rebuild(cls: type[Event], values: tuple[Any, ...]) -> Event:
+    return cls(**dict(zip(_field_names(cls), values, strict=True)))
 
 
 def to_row(event: Event) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import threading
 import time
 import uuid
@@ -155,6 +156,18 @@ def test_rows_round_trip_every_event_type():
     for event in (*results("r", 1), fact):
         assert from_row(to_row(event)) == event
     assert from_row(to_row(fact)).data == {"score": 0.5}  # type: ignore[attr-defined]
+
+
+def test_events_pickle_to_equal_events_of_their_own_type():
+    """The recorder pickles events to its store process (values in field order)."""
+    events = [
+        *results("r", 1),
+        HttpExchanged(run_id="r", exchange_id="x", response_body=Blob.of(b"\xff\x00")),
+        Fact.of("DecisionMade", "r", nodeid="n", action="retry", confidence=0.9),
+    ]
+    copies = pickle.loads(pickle.dumps(events))
+    assert copies == events
+    assert [type(c) for c in copies] == [type(e) for e in events]
 
 
 def test_event_ids_are_rfc_9562_uuid7_in_time_order():
