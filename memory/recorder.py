@@ -264,7 +264,7 @@ class Recorder:
                     )
                 )
         _update_outcome(state, when, outcome, hasattr(report, "wasxfail"))
-        if when == "teardown":
+        if when != "setup" and when != "call":  # teardown, or a crashed worker's "???"
             self._finish_test(nodeid, report, state, attempt)
 
     def _finish_test(
@@ -384,23 +384,26 @@ class Recorder:
 
 def _update_outcome(state: _TestState, when: str, outcome: str, xfail: bool) -> None:
     """Fold one phase's report into the test's outcome. ``outcome`` is the
-    report's: passed, failed, skipped, or rerun (a retried attempt failed)."""
+    report's: passed, failed, skipped, or rerun (a retried attempt failed).
+    Besides setup, call and teardown, ``when`` may be "???": pytest-xdist's
+    one report of a test whose worker crashed, which ends the test."""
     failed = outcome == "failed" or outcome == "rerun"
     if when == "setup":
         if failed:
             state.outcome, state.phase = "error", "setup"
         elif outcome == "skipped":
             state.outcome, state.phase = ("xfailed" if xfail else "skipped"), "setup"
-    elif when == "call":
+    elif when == "teardown":
+        if failed and state.outcome in ("passed", "skipped", "xfailed", "xpassed"):
+            state.outcome, state.phase = "error", "teardown"
+    else:
         if failed:
             state.outcome = "failed"
         elif outcome == "skipped":
             state.outcome = "xfailed" if xfail else "skipped"
         else:
             state.outcome = "xpassed" if xfail else "passed"
-        state.phase = "call"
-    elif failed and state.outcome in ("passed", "skipped", "xfailed", "xpassed"):
-        state.outcome, state.phase = "error", "teardown"
+        state.phase = when
 
 
 def _describe_item(item: pytest.Item) -> dict[str, Any]:

@@ -363,6 +363,37 @@ def test_xdist_workers_exchanges_reach_the_store_written_by_the_controller_only(
     assert run == [(5, 1, 1)]
 
 
+def test_a_test_whose_xdist_worker_crashed_is_recorded_as_failed(pytester, store_dir, read_store):
+    """pytest-xdist reports such a test once, in phase "???", with no
+    teardown report to end it; the worker is replaced and the run goes on."""
+    pytester.makepyfile(
+        test_crash="""
+import os
+
+def test_before():
+    pass
+
+def test_crash():
+    os._exit(3)
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-n", "1", *MEMORY, f"--memory-dir={store_dir}")
+    result.assert_outcomes(passed=2, failed=1)
+    history = read_store(store_dir)
+    rows = history.sql("SELECT nodeid, outcome, phase, file, function FROM results ORDER BY nodeid")
+    assert rows.rows == [
+        ("test_crash.py::test_after", "passed", "call", "test_crash.py", "test_after"),
+        ("test_crash.py::test_before", "passed", "call", "test_crash.py", "test_before"),
+        ("test_crash.py::test_crash", "failed", "???", "test_crash.py", "test_crash"),
+    ]
+    failures = history.sql("SELECT nodeid, phase FROM failures").rows
+    assert failures == [("test_crash.py::test_crash", "???")]
+    assert history.sql("SELECT passed, failed FROM runs").rows == [(2, 1)]
+
+
 CAPPING_SUITE = """
 def test_big(api_client):
     assert len(api_client.get("/big").content) == 1_000_000
