@@ -62,6 +62,9 @@ _BRANCH_VARS = (
 )
 
 
+_FAILED = ("failed", "rerun")  # a report's outcomes that failed: a retried attempt's too
+
+
 @dataclass(slots=True)
 class _TestState:
     """What the controller knows about a test while its phases report in."""
@@ -248,7 +251,7 @@ class Recorder:
             event = self._exchange(exchange, nodeid, when, attempt)
             state.exchange_ids.append(event.exchange_id)
             self._emit(event)
-        failed = outcome == "failed" or outcome == "rerun"  # a retried attempt failed too
+        failed = outcome in _FAILED
         if failed:
             failure = self._failure(report, nodeid, when, attempt, state.exchange_ids)
             self._emit(failure)
@@ -387,7 +390,7 @@ def _update_outcome(state: _TestState, when: str, outcome: str, xfail: bool) -> 
     report's: passed, failed, skipped, or rerun (a retried attempt failed).
     Besides setup, call and teardown, ``when`` may be "???": pytest-xdist's
     one report of a test whose worker crashed, which ends the test."""
-    failed = outcome == "failed" or outcome == "rerun"
+    failed = outcome in _FAILED
     if when == "setup":
         if failed:
             state.outcome, state.phase = "error", "setup"
