@@ -56,11 +56,16 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def warm_up(commands: dict[str, list[str]], suite: Path, env: dict[str, str]) -> None:
+    """Run each variant once: byte-compile the suite, create the stores."""
+    for command in commands.values():
+        timed(command, cwd=suite, env=env, ok=(1,))
+
+
 def measure(suite: Path, work: Path, rounds: int) -> dict[str, list[Timing]]:
     commands, env = variants(work), child_env()
     names = list(commands)
-    for name in names:  # warm-up: byte-compile, create the store
-        timed(commands[name], cwd=suite, env=env, ok=(1,))
+    warm_up(commands, suite, env)
     timings: dict[str, list[Timing]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -114,8 +119,7 @@ def instructions(suite: Path, work: Path) -> dict[str, int]:
         raise SystemExit("--instructions needs valgrind (e.g. apt install valgrind)")
     commands = {k: v for k, v in variants(work).items() if k != "pytest --memory"}
     env = child_env()
-    for command in commands.values():  # warm-up: byte-compile, create the stores
-        timed(command, cwd=suite, env=env, ok=(1,))
+    warm_up(commands, suite, env)
 
     def count(command: list[str]) -> int:
         done = subprocess.run(  # the summary on stderr is all we read
