@@ -4,6 +4,8 @@ In every process it installs a `Tap` for the recording transports and hangs
 what it captured (exchanges, failure details, test metadata) on each report.
 Only the controller writes: with pytest-xdist, reports travel from workers to
 the controller with those attributes, so one code path serves both cases.
+The controller queues each report as it comes; its writer's thread folds them
+into each test's events a batch at a time (`Recorder._events`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from memory.events import (
     RunFinished,
     RunStarted,
     TestFinished,
+    utcnow,
     uuid7,
 )
 from memory.log import EventWriter
@@ -76,6 +79,14 @@ class _TestState:
     item: dict[str, Any] | None = None  # `_describe_item`, from the setup report
 
 
+@dataclass(slots=True)
+class _RunEnd:
+    """Queued last: made into `RunFinished` once every report before it is folded."""
+
+    exit_status: int
+    duration_s: float
+
+
 class Recorder:
     def __init__(
         self,
@@ -110,6 +121,7 @@ class Recorder:
                 batch_size=int(config.getini("memory_flush_events") or 1000),
                 max_age_s=float(config.getini("memory_flush_seconds") or 2.0),
                 on_error=self._write_failed,
+                prepare=self._events,
             )
         activate(self.tap)
 
@@ -141,12 +153,8 @@ class Recorder:
             self._emit(self._run_started(session))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.writer:
-            return
-        try:
-            self._on_report(report)
-        except Exception as exc:
-            self._errors.append(f"recording {report.nodeid}: {exc}")
+        if self.writer:
+            self.writer.add(report)  # folded into events later, by `_events`
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if self.writer and report.failed:
@@ -159,20 +167,7 @@ class Recorder:
             return
         for exchange in self.tap.take():  # made outside any test phase
             self._emit(self._exchange(exchange, None, None, 1))
-        counts = Counter(self._final.values())
-        self._emit(
-            RunFinished(
-                run_id=self.run_id,
-                exit_status=int(exitstatus),
-                duration_s=time.perf_counter() - self._started,
-                passed=counts["passed"],
-                failed=counts["failed"],
-                errors=counts["error"] + self._collect_errors,
-                skipped=counts["skipped"],
-                xfailed=counts["xfailed"],
-                xpassed=counts["xpassed"],
-            )
-        )
+        self.writer.add(_RunEnd(int(exitstatus), time.perf_counter() - self._started))
         # The last commit overlaps pytest's report of the failures; the
         # summary below (or `close`, without a terminal) waits for it.
         self.writer.finish()
@@ -236,7 +231,25 @@ class Recorder:
 
     # -- building events ------------------------------------------------------
 
-    def _on_report(self, report: pytest.TestReport) -> None:
+    def _events(self, items: list[Any]) -> list[Event]:
+        """The writer's ``prepare``: the events of what the hooks queued, in
+        their order. Reports are folded into their tests' events here, on the
+        writer's thread, a batch at a time: their code stays in the CPU's
+        caches, where between two tests pytest's code would evict it."""
+        events: list[Event] = []
+        for item in items:
+            try:
+                if isinstance(item, Event):
+                    events.append(item)
+                elif isinstance(item, _RunEnd):
+                    events.append(self._run_finished(item))
+                else:
+                    self._on_report(item, events)
+            except Exception as exc:  # never let recording change the run
+                self._errors.append(f"recording {getattr(item, 'nodeid', item)}: {exc}")
+        return events
+
+    def _on_report(self, report: pytest.TestReport, events: list[Event]) -> None:
         # Each attribute is read once: `nodeid`, `failed` and `skipped` are
         # computed on each access, and this runs three times per test.
         nodeid, when, outcome = report.nodeid, report.when, report.outcome
@@ -250,14 +263,14 @@ class Recorder:
         for exchange in getattr(report, "testmem_exchanges", ()):
             event = self._exchange(exchange, nodeid, when, attempt)
             state.exchange_ids.append(event.exchange_id)
-            self._emit(event)
+            events.append(event)
         failed = outcome in _FAILED
         if failed:
             failure = self._failure(report, nodeid, when, attempt, state.exchange_ids)
-            self._emit(failure)
+            events.append(failure)
             retry = getattr(report, "testmem_retry", None)
             if retry:
-                self._emit(
+                events.append(
                     Fact.of(
                         "RetryAttempted",
                         self.run_id,
@@ -268,29 +281,42 @@ class Recorder:
                 )
         _update_outcome(state, when, outcome, hasattr(report, "wasxfail"))
         if when != "setup" and when != "call":  # teardown, or a crashed worker's "???"
-            self._finish_test(nodeid, report, state, attempt)
+            events.append(self._finish_test(nodeid, report, state, attempt))
 
     def _finish_test(
         self, nodeid: str, report: pytest.TestReport, state: _TestState, attempt: int
-    ) -> None:
+    ) -> TestFinished:
         del self._tests[nodeid]
         self._attempts[nodeid] = attempt
         self._final[nodeid] = state.outcome
         item = state.item or _describe_location(report)
-        self._emit(
-            TestFinished(
-                run_id=self.run_id,
-                nodeid=nodeid,
-                file=item["file"],
-                function=item["function"],
-                params=item["params"],
-                markers=list(item["markers"]),
-                outcome=state.outcome,
-                phase=state.phase,
-                duration_s=state.duration_s,
-                attempt=attempt,
-                worker=_worker_id(report),
-            )
+        return TestFinished(
+            run_id=self.run_id,
+            occurred_at=_ended_at(report),
+            nodeid=nodeid,
+            file=item["file"],
+            function=item["function"],
+            params=item["params"],
+            markers=list(item["markers"]),
+            outcome=state.outcome,
+            phase=state.phase,
+            duration_s=state.duration_s,
+            attempt=attempt,
+            worker=_worker_id(report),
+        )
+
+    def _run_finished(self, end: _RunEnd) -> RunFinished:
+        counts = Counter(self._final.values())
+        return RunFinished(
+            run_id=self.run_id,
+            exit_status=end.exit_status,
+            duration_s=end.duration_s,
+            passed=counts["passed"],
+            failed=counts["failed"],
+            errors=counts["error"] + self._collect_errors,
+            skipped=counts["skipped"],
+            xfailed=counts["xfailed"],
+            xpassed=counts["xpassed"],
         )
 
     def _exchange(
@@ -322,6 +348,7 @@ class Recorder:
         crash = getattr(report.longrepr, "reprcrash", None)
         return FailureObserved(
             run_id=self.run_id,
+            occurred_at=_ended_at(report),
             failure_id=uuid7(),
             nodeid=nodeid,
             phase=phase,
@@ -454,6 +481,12 @@ def _git_head(cwd: Path) -> tuple[str, str]:
         return "", ""
     commit, branch = lines
     return commit, "" if branch == "HEAD" else branch  # a detached HEAD has no branch
+
+
+def _ended_at(report: pytest.TestReport | pytest.CollectReport) -> datetime:
+    """When the report's phase ended: the recorder makes events of it later."""
+    stop = getattr(report, "stop", 0)  # a CollectReport, or xdist's crash report, has none
+    return datetime.fromtimestamp(stop, UTC) if stop else utcnow()
 
 
 def _worker_id(report: pytest.TestReport) -> str | None:

@@ -222,6 +222,25 @@ def test_a_writer_fed_steadily_commits_once_per_age_not_once_per_commit(store_di
     assert (log.version() or 0) + 1 <= 6
 
 
+def test_a_writer_with_prepare_makes_events_of_its_items_in_batches_on_its_thread(store_dir):
+    made = results("r", 12)
+    calls: list[tuple[list[int], str]] = []
+
+    def prepare(items: list[int]) -> list[TestFinished]:
+        calls.append((items, threading.current_thread().name))
+        return [made[i] for i in items if i % 3]  # some items make no event
+
+    writer = EventWriter(Store(store_dir).events, batch_size=5, max_age_s=600, prepare=prepare)
+    for i in range(12):
+        writer.add(i)
+    writer.close()
+    assert [i for items, _ in calls for i in items] == list(range(12))  # each once, in order
+    assert len(calls) < 12 and {thread for _, thread in calls} == {"testmem-writer"}
+    kept = [e.event_id for i, e in enumerate(made) if i % 3]
+    assert writer.written == len(kept) == 8  # events, not items
+    assert sorted(event_ids(store_dir)) == sorted(kept)
+
+
 class _Gated:
     """A real log whose appends wait until the test opens the gate."""
 
