@@ -280,14 +280,11 @@ def _settings(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _pyproject_table() -> dict[str, Any]:
-    import tomllib
+    from memory.config import testmem_table
 
-    try:
-        data = tomllib.loads(Path("pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    table = data.get("tool", {}).get("testmem", {}).get("defects", {})
-    return table if isinstance(table, dict) else {}
+    table, _ = testmem_table(Path.cwd())
+    defects = table.get("defects")
+    return defects if isinstance(defects, dict) else {}
 
 
 def _required(settings: dict[str, str], key: str) -> str:

@@ -7,7 +7,6 @@ which exists only when ``--memory`` is given. Disable with ``-p no:testmem``.
 from __future__ import annotations
 
 import functools
-import os
 import ssl
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -17,11 +16,11 @@ import pytest
 if TYPE_CHECKING:
     import httpx
 
+    from memory.config import Settings
     from memory.recorder import Recorder
 
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
-
-ENV_API_BASE_URL = "API_BASE_URL"
+settings_key: pytest.StashKey[Settings] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,12 +59,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Skip post-run triage.",
     )
+    # Defaults are None so that [tool.testmem] can tell "unset" (memory.config).
     parser.addini(
-        "memory_triage", "Triage failures after the run [true].", type="bool", default=True
+        "memory_triage", "Triage failures after the run [true].", type="bool", default=None
     )
-    parser.addini("memory_retry_max_wait", "Cap on one retry wait, seconds [30].", default="30")
-    parser.addini("memory_flush_events", "Flush after this many events [1000].", default="1000")
-    parser.addini("memory_flush_seconds", "Flush events older than this [2.0].", default="2.0")
+    parser.addini("memory_retry_max_wait", "Cap on one retry wait, seconds [30].", default=None)
+    parser.addini("memory_flush_events", "Flush after this many events [1000].", default=None)
+    parser.addini("memory_flush_seconds", "Flush events older than this [2.0].", default=None)
     parser.addini(
         "memory_redact_headers", "Extra header names to redact.", type="linelist", default=[]
     )
@@ -75,7 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "memory_redact_params", "Extra query parameters to redact.", type="linelist", default=[]
     )
-    parser.addini("api_timeout", "Timeout in seconds of the api_client fixture [10].", default="10")
+    parser.addini("api_timeout", "Timeout in seconds of the api_client fixture [10].", default=None)
 
 
 def _option(
@@ -85,14 +85,18 @@ def _option(
     parser.addini(name, help)
 
 
-def _setting(config: pytest.Config, name: str, env: str | None = None) -> str | None:
-    """Command line beats the environment, which beats the ini file."""
-    value = (
-        config.getoption(name, None)
-        or (os.environ.get(env) if env else None)
-        or config.getini(name)
-    )
-    return str(value) if value else None
+def settings(config: pytest.Config) -> Settings:
+    """The session's configuration files, read once (see `memory.config`)."""
+    if settings_key not in config.stash:
+        from memory.config import Settings
+
+        config.stash[settings_key] = Settings.of_pytest(config)
+    return config.stash[settings_key]
+
+
+def _setting(config: pytest.Config, name: str) -> str | None:
+    """Command line, environment, [tool.testmem], pytest ini: the first that has it."""
+    return settings(config).text(name, given=config.getoption(name, None))
 
 
 def _number(config: pytest.Config, name: str, default: float, minimum: float = 0) -> float:
@@ -108,8 +112,7 @@ def _number(config: pytest.Config, name: str, default: float, minimum: float = 0
 
 
 def triage_enabled(config: pytest.Config) -> bool:
-    option = config.getoption("memory_triage")
-    return bool(config.getini("memory_triage") if option is None else option)
+    return settings(config).flag("memory_triage", True, given=config.getoption("memory_triage"))
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -125,19 +128,20 @@ def pytest_configure(config: pytest.Config) -> None:
     from memory.recorder import Recorder
     from memory.redact import Redactor
     from memory.retry import Retrier, RetryBudget
-    from memory.store import ENV_DIR, Store, resolve_dir
+    from memory.store import Store, resolve_dir
 
     cap = int(_number(config, "memory_body_cap", DEFAULT_CAP, minimum=1))
     retries = int(_number(config, "memory_retries", 2))
     budget = RetryBudget(
         _number(config, "memory_retry_budget", 60), _number(config, "memory_retry_max_wait", 30)
     )
+    found = settings(config)
     redactor = Redactor.with_extra(
-        config.getini("memory_redact_headers"),
-        config.getini("memory_redact_fields"),
-        config.getini("memory_redact_params"),
+        found.lines("memory_redact_headers"),
+        found.lines("memory_redact_fields"),
+        found.lines("memory_redact_params"),
     )
-    root = resolve_dir(_setting(config, "memory_dir", ENV_DIR), base=config.rootpath)
+    root = resolve_dir(config.getoption("memory_dir"), found)
     # The retry advisor reads the tests' history at the first failure: the
     # store process reads it beforehand when tests retry in this process
     # (with xdist, `-n N`, they run and retry in the workers).
@@ -160,7 +164,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def api_base_url(pytestconfig: pytest.Config) -> str:
     """Base URL of the API under test (override this fixture to start a server)."""
-    url = _setting(pytestconfig, "api_base_url", ENV_API_BASE_URL)
+    url = _setting(pytestconfig, "api_base_url")
     if not url:
         pytest.fail("no API base URL: pass --api-base-url, set ini api_base_url or $API_BASE_URL")
     return url
@@ -173,7 +177,7 @@ def api_client(api_base_url: str, pytestconfig: pytest.Config) -> Iterator[httpx
 
     from memory.transport import RecordingTransport
 
-    timeout = float(pytestconfig.getini("api_timeout") or 10)
+    timeout = _number(pytestconfig, "api_timeout", 10)
     transport = RecordingTransport(httpx.HTTPTransport(verify=_tls_context()))
     with httpx.Client(base_url=api_base_url, transport=transport, timeout=timeout) as client:
         yield client

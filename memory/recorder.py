@@ -39,7 +39,7 @@ from memory.events import (
     uuid7,
 )
 from memory.log import EventWriter
-from memory.plugin import triage_enabled
+from memory.plugin import _number, _setting, triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
 from memory.store_process import StoreProcess, advisor_records
@@ -118,8 +118,8 @@ class Recorder:
             self.store_process = StoreProcess(store, prefetch=prefetch_history)
             self.writer = EventWriter(
                 self.store_process,
-                batch_size=int(config.getini("memory_flush_events") or 1000),
-                max_age_s=float(config.getini("memory_flush_seconds") or 2.0),
+                batch_size=int(_number(config, "memory_flush_events", 1000, minimum=1)),
+                max_age_s=_number(config, "memory_flush_seconds", 2.0),
                 on_error=self._write_failed,
                 prepare=self._events,
             )
@@ -388,7 +388,7 @@ class Recorder:
 
     def _run_started(self, session: pytest.Session) -> RunStarted:
         config = session.config
-        build = config.getoption("memory_build") or _ci_value(_BUILD_VARS)
+        build = _setting(config, "memory_build") or _ci_value(_BUILD_VARS)
         branch = _ci_value(_BRANCH_VARS)
         if not (build and branch):
             head, head_branch = _git_head(config.rootpath)

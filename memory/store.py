@@ -11,19 +11,28 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memory.errors import StoreError
 from memory.log import EventLog
+
+if TYPE_CHECKING:
+    from memory.config import Settings
 
 ENV_DIR = "TESTMEM_DIR"
 DEFAULT_DIR = "data"
 
 
-def resolve_dir(explicit: str | os.PathLike[str] | None = None, base: Path | None = None) -> Path:
-    """The store directory: explicit choice, else ``$TESTMEM_DIR``, else ``data/``."""
-    chosen = explicit or os.environ.get(ENV_DIR) or DEFAULT_DIR
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() or base is None else base / path
+def resolve_dir(
+    explicit: str | os.PathLike[str] | None = None, settings: Settings | None = None
+) -> Path:
+    """The store directory: the explicit choice, else ``$TESTMEM_DIR``, else
+    ``dir`` in ``[tool.testmem]``, else ini ``memory_dir``, else ``data/``
+    (see `memory.config`; ``settings`` default: found from the current directory)."""
+    from memory.config import Settings
+
+    settings = settings or Settings.discover()
+    return settings.path("memory_dir", DEFAULT_DIR, given=explicit and os.fspath(explicit))
 
 
 class Store:

@@ -47,7 +47,7 @@ class _Group(click.Group):
     "--dir",
     "store_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help=f"Store directory [${ENV_DIR}; data/].",
+    help=f"Store directory [${ENV_DIR}; [tool.testmem] dir; ini memory_dir; data/].",
 )
 @click.version_option(package_name="testmem")
 @click.pass_context
