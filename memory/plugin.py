@@ -150,7 +150,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
     if retries > 0:
+        from memory.surefire import SurefireAttempts
+
         config.pluginmanager.register(Retrier(retries, budget), "testmem-retrier")
+        config.pluginmanager.register(SurefireAttempts(redactor), "testmem-surefire")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

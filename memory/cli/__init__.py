@@ -153,5 +153,5 @@ from memory.cli import (  # noqa: E402
     incidents,  # noqa: F401  (similar, incidents, incident, cluster, label, merge, reindex)
     log,  # noqa: F401  (runs, history, failures, flaky, query, compact, stats)
     maintenance,  # noqa: F401  (doctor, purge)
-    report,  # noqa: F401  (report, trends, import junit)
+    report,  # noqa: F401  (report, trends, import junit, export junit)
 )

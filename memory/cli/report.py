@@ -1,5 +1,5 @@
 """Commands for reading the history at a glance and bringing in old history:
-report, trends, import junit."""
+report, trends, import junit, export junit."""
 
 from __future__ import annotations
 
@@ -113,3 +113,37 @@ def junit(files: tuple[Path, ...]) -> None:
         f"imported {result.runs} runs ({result.tests:,} test cases, {result.failures:,} "
         f"failures); skipped {result.skipped} already imported"
     )
+
+
+@cli.group(name="export")
+def export_group() -> None:
+    """Write what the memory holds in formats other tools read.
+
+    Example: testmem export junit --run latest --out junit.xml
+    """
+
+
+@export_group.command(name="junit")
+@click.option("--run", default=None, help="Run id or unique prefix [latest].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here, creating missing directories [stdout].",
+)
+def export_junit(run: str | None, out: Path | None) -> None:
+    """A run as JUnit XML with every attempt, as Maven Surefire writes reruns:
+    <flakyFailure> on a test that passed on retry, <rerunFailure> on one that
+    failed every time, each with message, type and <stackTrace>.
+
+    Example: testmem export junit --run 01a2 --out reports/junit.xml
+    """
+    from memory.query import History
+    from memory.report import save
+    from memory.surefire import export_junit as export
+
+    text = export(History(open_store()), run)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    save(text, out)
+    click.echo(f"wrote {out} ({len(text.encode()):,} bytes)", err=True)
