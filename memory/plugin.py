@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from memory.config import Settings
     from memory.recorder import Recorder
+    from memory.store import Store
 
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 settings_key: pytest.StashKey[Settings] = pytest.StashKey()
@@ -64,6 +65,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "memory_triage", "Triage failures after the run [true].", type="bool", default=None
     )
     parser.addini("memory_retry_max_wait", "Cap on one retry wait, seconds [30].", default=None)
+    parser.addini(
+        "memory_quarantine_flaky",
+        "Quarantine tests the memory scores as flaky [false].",
+        type="bool",
+        default=None,
+    )
+    parser.addini(
+        "memory_quarantine_days", "Days the flaky policy quarantines a test [14].", default=None
+    )
     parser.addini("memory_flush_events", "Flush after this many events [1000].", default=None)
     parser.addini("memory_flush_seconds", "Flush events older than this [2.0].", default=None)
     parser.addini(
@@ -146,14 +156,25 @@ def pytest_configure(config: pytest.Config) -> None:
     # store process reads it beforehand when tests retry in this process
     # (with xdist, `-n N`, they run and retry in the workers).
     retries_here = retries > 0 and not getattr(config.option, "numprocesses", None)
-    recorder = Recorder(config, Store(root), redactor, cap, prefetch_history=retries_here)
+    store = Store(root)
+    recorder = Recorder(config, store, redactor, cap, prefetch_history=retries_here)
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
+    if not hasattr(config, "workerinput"):
+        _register_quarantine(config, store)
     if retries > 0:
         from memory.surefire import SurefireAttempts
 
         config.pluginmanager.register(Retrier(retries, budget), "testmem-retrier")
         config.pluginmanager.register(SurefireAttempts(redactor), "testmem-surefire")
+
+
+def _register_quarantine(config: pytest.Config, store: Store) -> None:
+    from memory.quarantine import FLAKY_DAYS, QuarantinedFailures
+
+    policy = settings(config).flag("memory_quarantine_flaky", False)
+    days = _number(config, "memory_quarantine_days", FLAKY_DAYS) if policy else None
+    config.pluginmanager.register(QuarantinedFailures(store, days), "testmem-quarantine")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -167,7 +167,9 @@ class Recorder:
             return
         for exchange in self.tap.take():  # made outside any test phase
             self._emit(self._exchange(exchange, None, None, 1))
-        self.writer.add(_RunEnd(int(exitstatus), time.perf_counter() - self._started))
+        # session.exitstatus: what the process will exit with (quarantine may lower it).
+        status = int(session.exitstatus)
+        self.writer.add(_RunEnd(status, time.perf_counter() - self._started))
         # The last commit overlaps pytest's report of the failures; the
         # summary below (or `close`, without a terminal) waits for it.
         self.writer.finish()

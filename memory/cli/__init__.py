@@ -153,5 +153,6 @@ from memory.cli import (  # noqa: E402
     incidents,  # noqa: F401  (similar, incidents, incident, cluster, label, merge, reindex)
     log,  # noqa: F401  (runs, history, failures, flaky, query, compact, stats)
     maintenance,  # noqa: F401  (doctor, purge)
+    quarantine,  # noqa: F401  (quarantine, unquarantine)
     report,  # noqa: F401  (report, trends, import junit, export junit)
 )
