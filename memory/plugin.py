@@ -161,7 +161,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
     if not hasattr(config, "workerinput"):
+        from memory.summary import StepSummary
+
         _register_quarantine(config, store)
+        config.pluginmanager.register(StepSummary(), "testmem-step-summary")
     if retries > 0:
         from memory.surefire import SurefireAttempts
 

@@ -69,8 +69,8 @@ def test_the_pytest_ini_beats_the_default(project):
 def test_a_boolean_in_tool_testmem_beats_the_pytest_ini(project, toml, triaged):
     project.makefile(
         ".toml",
-        pyproject=f'[tool.testmem]\ntriage = {toml}\n'
-        f'[tool.pytest.ini_options]\nmemory_triage = {"false" if triaged else "true"}\n',
+        pyproject=f"[tool.testmem]\ntriage = {toml}\n"
+        f"[tool.pytest.ini_options]\nmemory_triage = {'false' if triaged else 'true'}\n",
     )
     result = project.runpytest("--memory", "--memory-retries=0")
     assert ("testmem triage:" in result.stdout.str()) is triaged

@@ -68,7 +68,7 @@ def assert_testcase_shape(case: ET.Element) -> None:
         if child.tag in ATTEMPTS | {"failure", "error"}:
             assert "type" in child.attrib, child.tag
         if child.tag in ATTEMPTS:
-            assert [c.tag for c in child][0] == "stackTrace"
+            assert child[0].tag == "stackTrace"
             assert {c.tag for c in child} <= {"stackTrace", "system-out", "system-err"}
 
 

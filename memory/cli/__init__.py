@@ -154,5 +154,5 @@ from memory.cli import (  # noqa: E402
     log,  # noqa: F401  (runs, history, failures, flaky, query, compact, stats)
     maintenance,  # noqa: F401  (doctor, purge)
     quarantine,  # noqa: F401  (quarantine, unquarantine)
-    report,  # noqa: F401  (report, trends, import junit, export junit)
+    report,  # noqa: F401  (report, trends, summary, import junit, export junit)
 )

@@ -1,5 +1,5 @@
 """Commands for reading the history at a glance and bringing in old history:
-report, trends, import junit, export junit."""
+report, trends, summary, import junit, export junit."""
 
 from __future__ import annotations
 
@@ -147,3 +147,29 @@ def export_junit(run: str | None, out: Path | None) -> None:
         return
     save(text, out)
     click.echo(f"wrote {out} ({len(text.encode()):,} bytes)", err=True)
+
+
+@cli.command()
+@click.option("--run", default=None, help="Run id or unique prefix [latest].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append here (as CI step summaries are) [stdout].",
+)
+def summary(run: str | None, out: Path | None) -> None:
+    """One run in Markdown, sized for a PR comment: what failed, what was retried
+    and rescued, incidents new and recurring, heals proposed, defects filed or
+    updated. `pytest --memory` appends it to $GITHUB_STEP_SUMMARY when set.
+
+    Example: testmem summary --run latest >> "$GITHUB_STEP_SUMMARY"
+    """
+    from memory.query import History
+    from memory.summary import run_markdown
+
+    text = run_markdown(History(open_store()), run)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as written:
+        written.write(text)
