@@ -121,8 +121,17 @@ def _number(config: pytest.Config, name: str, default: float, minimum: float = 0
     return value
 
 
+def _flag(config: pytest.Config, name: str, default: bool) -> bool:
+    from memory.config import ConfigError
+
+    try:
+        return settings(config).flag(name, default, given=config.getoption(name, None))
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
 def triage_enabled(config: pytest.Config) -> bool:
-    return settings(config).flag("memory_triage", True, given=config.getoption("memory_triage"))
+    return _flag(config, "memory_triage", True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -140,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from memory.retry import Retrier, RetryBudget
     from memory.store import Store, resolve_dir
 
+    triage_enabled(config)  # a bad value is a usage error now, not after the run
     cap = int(_number(config, "memory_body_cap", DEFAULT_CAP, minimum=1))
     retries = int(_number(config, "memory_retries", 2))
     budget = RetryBudget(
@@ -175,7 +185,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _register_quarantine(config: pytest.Config, store: Store) -> None:
     from memory.quarantine import FLAKY_DAYS, QuarantinedFailures
 
-    policy = settings(config).flag("memory_quarantine_flaky", False)
+    policy = _flag(config, "memory_quarantine_flaky", False)
     days = _number(config, "memory_quarantine_days", FLAKY_DAYS) if policy else None
     config.pluginmanager.register(QuarantinedFailures(store, days), "testmem-quarantine")
 

@@ -152,3 +152,12 @@ def test_a_bad_boolean_names_where_it_came_from(tmp_path):
 
     with pytest.raises(Exception, match=r"tool\.testmem\] triage: expected true or false"):
         Settings.discover(tmp_path).flag("memory_triage", True, given=None)
+
+
+def test_a_bad_boolean_in_tool_testmem_is_a_usage_error(project):
+    project.makefile(".toml", pyproject='[tool.testmem]\ntriage = "maybe"\n')
+
+    result = project.runpytest("--memory")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*[[]tool.testmem[]] triage: expected true or false*"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from memory.cli import cli, emit, emit_object, open_store, output_options
+from memory.cli import cli, emit, emit_object, json_option, open_store, output_options
 
 # The table's columns; JSON and CSV give every key of `agents.defects.defects`.
 _COLUMNS = ["defect_id", "severity", "occurrences", "status", "reference", "title"]
@@ -28,7 +28,7 @@ def defects(ctx: click.Context, fmt: str, as_json: bool) -> None:
 
 
 @defects.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @click.pass_context
 def flush(ctx: click.Context, as_json: bool) -> None:
     """Retry every defect action waiting in the outbox (a sink that failed).

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from agents.triage import Triage, decisions
-from memory.cli import cli, emit, open_store, output_options
+from memory.cli import cli, emit, json_option, open_store, output_options
 from memory.query import History
 from memory.store import Store
 
@@ -20,7 +20,7 @@ from memory.store import Store
 @click.option("--force", is_flag=True, help="Decide again tests already decided.")
 @click.option("--no-heal", is_flag=True, help="Decide, but propose no patches.")
 @click.option("--no-escalate", is_flag=True, help="Decide, but file no defects.")
-@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+@json_option
 @click.option(
     "--model-config",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -7,10 +7,12 @@ result. Library errors become one clear line on stderr and exit status 2.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +44,17 @@ class _Group(click.Group):
             raise CliError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
 
 
+_FORMATS = ["table", "json", "csv"]
+_OUTPUT = "testmem.output"  # the root's --format / --json / --wide, in its ctx.meta
+
+
+@dataclass
+class Output:
+    fmt: str | None = None
+    as_json: bool = False
+    wide: bool = False
+
+
 @click.group(cls=_Group)
 @click.option(
     "--dir",
@@ -49,15 +62,22 @@ class _Group(click.Group):
     type=click.Path(file_okay=False, path_type=Path),
     help=f"Store directory [${ENV_DIR}; [tool.testmem] dir; ini memory_dir; data/].",
 )
+@click.option("--format", "fmt", type=click.Choice(_FORMATS), help="Output of listings [table].")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--wide", is_flag=True, help="Cut no table cell, even on a terminal.")
 @click.version_option(package_name="testmem")
 @click.pass_context
-def cli(ctx: click.Context, store_dir: Path | None) -> None:
+def cli(
+    ctx: click.Context, store_dir: Path | None, fmt: str | None, as_json: bool, wide: bool
+) -> None:
     """testmem: the memory of your API test suite.
 
-    Record with `pytest --memory`, then ask the memory questions.
+    Record with `pytest --memory`, then ask the memory questions. --format,
+    --json and --wide may come before the command name or after it.
 
     Example: testmem runs --json
     """
+    ctx.meta[_OUTPUT] = Output(fmt, as_json, wide)
     ctx.obj = resolve_dir(store_dir)
 
 
@@ -65,21 +85,51 @@ def open_store(must_exist: bool = True) -> Store:
     return Store.open(click.get_current_context().find_root().obj, must_exist=must_exist)
 
 
+def _root_output() -> Output:
+    context = click.get_current_context(silent=True)
+    output = context.find_root().meta.get(_OUTPUT) if context else None
+    return output if isinstance(output, Output) else Output()
+
+
 def output_options(f: F) -> F:
-    """--format table|json|csv, and --json as its shorthand."""
-    f = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(f)
+    """--format table|json|csv, --json as its shorthand, and --wide; each also
+    accepted before the command name."""
+
+    @functools.wraps(f)
+    def command(*args: Any, fmt: str | None, as_json: bool, wide: bool, **kwargs: Any) -> Any:
+        root = _root_output()
+        root.wide = root.wide or wide
+        fmt = fmt or root.fmt or "table"
+        return f(*args, fmt=fmt, as_json=as_json or root.as_json, **kwargs)
+
+    decorated = click.option("--wide", is_flag=True, help="Cut no table cell.")(command)
+    decorated = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(
+        decorated
+    )
     return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["table", "json", "csv"]),
-        default="table",
-        show_default=True,
-        help="Output format.",
-    )(f)
+        "--format", "fmt", type=click.Choice(_FORMATS), help="Output format [table]."
+    )(decorated)  # type: ignore[return-value]
+
+
+def json_option(f: F) -> F:
+    """--json for a command that prints text or JSON; also accepted before the
+    command name (as --json or --format json)."""
+
+    @functools.wraps(f)
+    def command(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+        root = _root_output()
+        return f(*args, as_json=as_json or root.as_json or root.fmt == "json", **kwargs)
+
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)  # type: ignore[return-value]
 
 
 def emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, as_json: bool) -> None:
-    """Print rows as an aligned table, JSON (a list of objects) or CSV."""
+    """Print rows as an aligned table, JSON (a list of objects) or CSV.
+
+    A table cuts long cells only on a terminal, and not with --wide. CSV is
+    what Python's csv module writes (excel dialect: commas, double quotes
+    where needed, CRLF line ends), with a header row, empty cells for null,
+    times in ISO 8601, lists and objects as JSON, every value whole."""
     fmt = "json" if as_json else fmt
     if fmt == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]
@@ -88,10 +138,26 @@ def emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, as_json: boo
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(columns)
-        writer.writerows([[_cell(v, 10**9) for v in row] for row in rows])
+        writer.writerows([[_csv_cell(v) for v in row] for row in rows])
         click.echo(buffer.getvalue(), nl=False)
     else:
-        click.echo(table(columns, rows))
+        click.echo(table(columns, rows, max_width=_table_width()))
+
+
+def _table_width() -> int | None:
+    """How long a cell may be: cut on a terminal only, and not with --wide."""
+    on_terminal = sys.stdout.isatty()
+    return 60 if on_terminal and not _root_output().wide else None
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(value, default=_jsonable, ensure_ascii=False)
+    return value
 
 
 def emit_object(obj: dict[str, Any], as_json: bool) -> None:
@@ -111,7 +177,7 @@ def emit_record(obj: dict[str, Any], fmt: str, as_json: bool) -> None:
         emit_object(obj, as_json or fmt == "json")
 
 
-def table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int = 60) -> str:
+def table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int | None = 60) -> str:
     if not rows:
         return "(no rows)"
     cells = [[_cell(v, max_width) for v in row] for row in rows]
@@ -122,7 +188,7 @@ def table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int = 60) 
     return "\n".join(out)
 
 
-def _cell(value: Any, max_width: int) -> str:
+def _cell(value: Any, max_width: int | None) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -132,7 +198,7 @@ def _cell(value: Any, max_width: int) -> str:
     else:
         text = str(value)
     text = text.replace("\n", " ⏎ ")
-    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+    return text if max_width is None or len(text) <= max_width else text[: max_width - 1] + "…"
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from memory.cli import CliError, cli, emit, emit_object, open_store, output_options
+from memory.cli import CliError, cli, emit, emit_object, json_option, open_store, output_options
 from memory.index import import_chroma
 
 _LABELS = ("product-bug", "flaky", "test-outdated", "infra")  # memory.incidents.LABELS
@@ -73,7 +73,7 @@ def incidents(open_only: bool, resolve_after: int, fmt: str, as_json: bool) -> N
 @cli.command()
 @click.argument("incident_id")
 @click.option("--resolve-after", default=3, show_default=True, help="Passing runs that resolve.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def incident(incident_id: str, resolve_after: int, as_json: bool) -> None:
     """One incident: status, label, tests, builds, occurrences and its timeline of runs.
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from memory.cli import CliError, cli, emit_object, open_store
+from memory.cli import CliError, cli, emit_object, json_option, open_store
 
 
 @cli.command()
@@ -18,7 +18,7 @@ from memory.cli import CliError, cli, emit_object, open_store
     show_default=True,
     help="Unreferenced files younger than this may belong to a commit in flight.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def doctor(repair: bool, vacuum_hours: float, as_json: bool) -> None:
     """Check the store: log readable, index consistent with the log, orphan files,
     defect outbox. Exits 0 when healthy, 1 when problems remain.
@@ -47,7 +47,7 @@ def doctor(repair: bool, vacuum_hours: float, as_json: bool) -> None:
     "bodies_age",
     help="Drop request/response bodies of older exchanges, e.g. 30d (size and sha256 stay).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def purge(before: str | None, bodies_age: str | None, as_json: bool) -> None:
     """Forget old events, or only old bodies: rewrites the log atomically and
     reclaims the space at once.
