@@ -68,13 +68,19 @@ def report(
 
     Example: testmem report --weeks 12 --format html --out report.html
     """
-    from memory.report import render, save
+    from memory.report import render
 
-    text = render(_report(weeks, since, until, tz), fmt)
+    _deliver(render(_report(weeks, since, until, tz), fmt), out)
+
+
+def _deliver(text: str, out: Path | None, append: bool = False) -> None:
+    """Print ``text``, or write (or append) it to ``out``, creating missing directories."""
     if out is None:
         sys.stdout.write(text)
         return
-    save(text, out)  # missing parent directories are created
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a" if append else "w", encoding="utf-8") as written:
+        written.write(text)
     click.echo(f"wrote {out} ({len(text.encode()):,} bytes)", err=True)
 
 
@@ -138,15 +144,9 @@ def export_junit(run: str | None, out: Path | None) -> None:
     Example: testmem export junit --run 01a2 --out reports/junit.xml
     """
     from memory.query import History
-    from memory.report import save
     from memory.surefire import export_junit as export
 
-    text = export(History(open_store()), run)
-    if out is None:
-        sys.stdout.write(text)
-        return
-    save(text, out)
-    click.echo(f"wrote {out} ({len(text.encode()):,} bytes)", err=True)
+    _deliver(export(History(open_store()), run), out)
 
 
 @cli.command()
@@ -166,10 +166,4 @@ def summary(run: str | None, out: Path | None) -> None:
     from memory.query import History
     from memory.summary import run_markdown
 
-    text = run_markdown(History(open_store()), run)
-    if out is None:
-        sys.stdout.write(text)
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as written:
-        written.write(text)
+    _deliver(run_markdown(History(open_store()), run), out, append=True)
