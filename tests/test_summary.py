@@ -32,6 +32,9 @@ def test_broken(api_client):
 
 def test_fine():
     pass
+
+def test_total():
+    assert 2 + 2 == 5, "the cart total is off"
 """
 
 
@@ -86,7 +89,7 @@ def test_the_step_summary_gets_each_runs_summary(step_summary):
 def test_the_summary_names_the_failure_and_its_incident(step_summary):
     last = step_summary.read_text().split("### testmem: run")[-1]
 
-    [header, failed] = table_after(html("### " + last), "Failed")
+    [header, failed, *_] = table_after(html("### " + last), "Failed")
 
     assert header == ["test", "outcome", "message", "incident"]
     assert failed[0] == "test_api.py::test_broken"
@@ -156,3 +159,12 @@ def test_escaped_text_renders_as_itself(text):
 
     [_, [cell]] = [[c for c in row] for row in table_after(rendered, "h")]
     assert cell == text.replace("\n", " ")
+
+
+def test_the_summary_lists_the_defect_triage_filed(step_summary):
+    document = html(step_summary.read_text())
+
+    rows = table_after(document, "Defects filed or updated")
+
+    assert rows[0] == ["defect", "", "incident", "reference", "title"]
+    assert any(row[1] in ("filed", "updated") and row[2].startswith("INC-") for row in rows[1:])
