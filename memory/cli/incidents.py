@@ -108,7 +108,8 @@ def cluster(file: Any, same: float | None) -> None:
 
     Example: testmem cluster ci-failures.jsonl
     """
-    from memory.incidents import DEFAULT_SAME, cluster_failures
+    from memory.clustering import cluster_failures
+    from memory.matching import DEFAULT_SAME
 
     failures = [_failure(line) for line in file.read().splitlines() if line.strip()]
     threshold = DEFAULT_SAME if same is None else same

@@ -1,0 +1,120 @@
+"""The template stage of matching: each failure's template, and the incident it belongs to.
+
+Templates (`memory.templates`) are mined within one structure: a test's
+failures with one exception type, status, request, kind of check and names
+are compared with each other only, so ``KeyError: 'name'`` and ``KeyError:
+'email'`` never become one template. A bare log line (no test, no Python
+exception) is mined in one shared group and never needs the model.
+
+A template's incident is the one its first failure was linked to; a template
+that generalises joins the oldest template it merged with, so later failures
+follow that incident and past ones stay where they were linked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from memory.fingerprint import MESSAGE_CAP, Fingerprint
+from memory.templates import WILDCARD, Generalised, Miner
+
+if TYPE_CHECKING:
+    from memory.query import History
+
+# Exception types of other runtimes, which reach `testmem cluster` in log lines.
+_FOREIGN_TYPES = ("java.", "javax.", "org.", "com.", "scala.", "kotlin.")
+
+
+def is_failure(fp: Fingerprint) -> bool:
+    """A test's failure or a Python exception, whose wording the model may judge."""
+    return bool(fp.test or (fp.exception_type and not fp.exception_type.startswith(_FOREIGN_TYPES)))
+
+
+def group_of(fp: Fingerprint) -> str:
+    """What a failure's template is mined within: its structure ("" for a log line)."""
+    if not is_failure(fp):
+        return ""
+    parts = (fp.exception_type, str(fp.status or ""), fp.method or "", fp.route or "", fp.kind)
+    return "\x1f".join((*parts, *fp.keys))
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a failure's text fell: its template and that template's incident, if any."""
+
+    template_id: str  # the live template
+    first: str  # the template it first created or joined
+    incident_id: str | None
+    changes: tuple[Generalised, ...]
+
+
+class Templates:
+    """The templates of the signatures' first failures, in the order they were linked."""
+
+    def __init__(self) -> None:
+        self.miner = Miner()
+        self.incidents: dict[str, str] = {}  # template id -> its first failure's incident
+        self.of: dict[str, str] = {}  # signature -> the template its first failure joined
+
+    def place(self, fp: Fingerprint, message: str) -> Placed:
+        """Mine the first failure of a new signature."""
+        mined = self.miner.add(message[:MESSAGE_CAP], group_of(fp))
+        self.of[fp.signature] = mined.first
+        return Placed(mined.template_id, mined.first, self.incident(mined.first), mined.changes)
+
+    def find(self, fp: Fingerprint, message: str) -> str | None:
+        """The live template a failure would join, mining nothing."""
+        found = self.miner.find(message[:MESSAGE_CAP], group_of(fp))
+        return self.miner.resolve(found) if found else None
+
+    def incident(self, template_id: str) -> str | None:
+        return self.incidents.get(self.miner.resolve(template_id))
+
+    def settle(self, template_id: str, incident_id: str) -> None:
+        """A template's incident is its first failure's, and stays so."""
+        self.incidents.setdefault(self.miner.resolve(template_id), incident_id)
+
+    def apart(self, template_id: str | None, signature: str) -> bool:
+        """Whether a signature's template has ``template_id``'s shape (one token count,
+        the same words but for a few) and a constant word of its own there: two
+        causes, however close their texts read (``VM Started`` / ``VM Paused``)."""
+        theirs = self.of.get(signature)
+        if template_id is None or theirs is None:
+            return False
+        mine, other = self.miner.template(template_id), self.miner.template(theirs)
+        if mine is other or mine.group != other.group or len(mine.tokens) != len(other.tokens):
+            return False
+        pairs = zip(mine.tokens, other.tokens, strict=True)
+        words = sum(1 for a, b in pairs if a != b and WILDCARD not in (a, b))
+        return 1 <= words <= max(1, len(mine.tokens) // 4)
+
+    def replay(self, history: History, incident_of: dict[str, str]) -> None:
+        """Mine the log's first failure of each signature again, in the order linked."""
+        from memory.matching import fingerprint_of
+
+        for row in first_failures(history):
+            fp = fingerprint_of(row)
+            placed = self.place(fp, row.get("message") or "")
+            self.of[row["signature"]] = placed.first  # as the link recorded it
+            incident = incident_of.get(row["signature"])
+            if incident:
+                self.settle(placed.first, incident)
+
+
+_FIRST_FAILURES_SQL = """
+    WITH firsts AS (
+        SELECT l.signature, arg_min(l.failure_id, (l.occurred_at, l.event_id)) AS failure_id,
+               min(l.occurred_at) AS at
+        FROM facts l WHERE l.type = 'FailureLinked' AND l.failure_id IS NOT NULL
+        GROUP BY l.signature)
+    SELECT s.signature, f.message, f.exception_type, f.traceback, f.traceback_encoding,
+           f.nodeid, x.method, x.route, x.status
+    FROM firsts s JOIN events f ON f.failure_id = s.failure_id AND f.type = 'FailureObserved'
+    LEFT JOIN exchanges x ON x.exchange_id = f.exchange_ids[1]
+    ORDER BY s.at, s.signature"""
+
+
+def first_failures(history: History) -> Iterable[dict[str, Any]]:
+    return history.sql(_FIRST_FAILURES_SQL).dicts()
