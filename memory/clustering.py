@@ -9,12 +9,13 @@ template's first. A set of bare log lines never loads the model.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from memory.failure_templates import group_of
+from memory.failure_templates import group_of, is_log_line, text_of
 from memory.matching import DEFAULT_RELATED, DEFAULT_SAME, Link, Matcher, fingerprint_of
 from memory.templates import Miner
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 class Clustering:
     clusters: list[str]  # one incident id per input message, in order
     links: list[Link]
+    embedded: int = 0  # messages the model judged: the first failure of each template
 
     def summary(self) -> dict[str, Any]:
         sizes = Counter(self.clusters)
@@ -35,9 +37,7 @@ class Clustering:
             "largest": sizes.most_common(1)[0][1] if sizes else 0,
             "singletons": sum(1 for n in sizes.values() if n == 1),
             "by_method": dict(Counter(link.method for link in self.links)),
-            "embedded": sum(
-                1 for link in self.links if link.method in ("new", "similar") and link.score > 0
-            ),
+            "embedded": self.embedded,
         }
 
 
@@ -64,39 +64,63 @@ def cluster_failures(
     """Group failures (message plus any of exception_type, traceback, nodeid,
     method, route, status) into incidents."""
     rows = [{**f, "failure_id": str(i)} for i, f in enumerate(failures)]
-    prints = [fingerprint_of(row) for row in rows]
     miner = Miner()
-    firsts = [
-        miner.add(str(r.get("message") or ""), group_of(p)).first
-        for r, p in zip(rows, prints, strict=True)
-    ]
+    firsts = [miner.add(*_mined(row)).first for row in rows]
     templates = [miner.resolve(f) for f in firsts]
     leaders: dict[str, int] = {}
     for n, template in enumerate(templates):
         leaders.setdefault(template, n)
-    matcher = Matcher(None, same=same, related=related, embedder=embedder, k=k)
-    led = dict(zip(leaders, matcher.link_all([rows[n] for n in leaders.values()]), strict=True))
+    first_rows = [rows[n] for n in leaders.values()]
+    led = _link_leaders(first_rows, same, related, embedder, k)
     links = [
-        _follow(led[t], rows[n]["failure_id"], prints[n].signature, n == leaders[t])
-        for n, t in enumerate(templates)
+        _follow(led[str(leaders[t])], row, n == leaders[t])
+        for n, (row, t) in enumerate(zip(rows, templates, strict=True))
     ]
-    return Clustering([link.incident_id for link in links], links)
+    embedded = sum(1 for row in first_rows if not is_log_line(row))
+    return Clustering([link.incident_id for link in links], links, embedded)
 
 
-def _follow(leader: Link, failure_id: str, signature: str, is_leader: bool) -> Link:
-    """A message's link: its template's first message's, or that message's own."""
+def _mined(row: dict[str, Any]) -> tuple[str, str]:
+    """The text a row's template is mined from, and the group it is mined within."""
+    message = str(row.get("message") or "")
+    if is_log_line(row):
+        return message, ""
+    fp = fingerprint_of(row)
+    return text_of(fp, message), group_of(fp)
+
+
+def _link_leaders(
+    rows: list[dict[str, Any]],
+    same: float,
+    related: float,
+    embedder: Embedder | None,
+    k: int,
+) -> dict[str, Link]:
+    """Each template's first row linked: a failure by the matcher (the embedding
+    decides between templates), a log line to an incident of its own."""
+    failures = [row for row in rows if not is_log_line(row)]
+    matcher = Matcher(None, same=same, related=related, embedder=embedder, k=k)
+    linked = {link.failure_id: link for link in matcher.link_all(failures)} if failures else {}
+    for row in rows:
+        if row["failure_id"] not in linked:
+            signature = hashlib.sha256(str(row.get("message")).encode("utf-8", "replace"))
+            incident_id = matcher.known.new_incident_id(signature.hexdigest())
+            matcher.known.incident_ids.add(incident_id)
+            linked[row["failure_id"]] = Link(
+                row["failure_id"], incident_id, signature.hexdigest()[:16], "new", 0.0, True,
+                None, [],
+            )  # fmt: skip
+    return linked
+
+
+def _follow(leader: Link, row: dict[str, Any], is_leader: bool) -> Link:
+    """A row's link: its template's first row's, or that row's own."""
     if is_leader:
         return leader
     return replace(
-        leader,
-        failure_id=failure_id,
-        signature=signature,
-        method="template",
-        score=1.0,
-        is_new=False,
-        related_incident=None,
-        candidates=[],
-    )
+        leader, failure_id=row["failure_id"], method="template", score=1.0, is_new=False,
+        related_incident=None, candidates=[],
+    )  # fmt: skip
 
 
 def evaluation_clusters(failures: list[dict[str, Any]], same: float = DEFAULT_SAME) -> list[str]:

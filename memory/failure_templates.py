@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from memory.fingerprint import MESSAGE_CAP, Fingerprint
+from memory.fingerprint import MESSAGE_CAP, Fingerprint, exception_type_of
 from memory.templates import WILDCARD, Generalised, Miner
 
 if TYPE_CHECKING:
@@ -32,12 +32,27 @@ def is_failure(fp: Fingerprint) -> bool:
     return bool(fp.test or (fp.exception_type and not fp.exception_type.startswith(_FOREIGN_TYPES)))
 
 
+def is_log_line(failure: dict[str, Any]) -> bool:
+    """A bare message that names no test, exception or request: mined as written,
+    without a fingerprint (the cheap path of `testmem cluster` over a log)."""
+    if any(failure.get(k) for k in ("nodeid", "traceback", "exception_type", "route", "status")):
+        return False
+    exception_type = exception_type_of(failure.get("message"))
+    return not exception_type or exception_type.startswith(_FOREIGN_TYPES)
+
+
 def group_of(fp: Fingerprint) -> str:
     """What a failure's template is mined within: its structure ("" for a log line)."""
     if not is_failure(fp):
         return ""
     parts = (fp.exception_type, str(fp.status or ""), fp.method or "", fp.route or "", fp.kind)
     return "\x1f".join((*parts, *fp.keys))
+
+
+def text_of(fp: Fingerprint, message: str) -> str:
+    """What is mined: a failure's masked text (quoted data values, ids and the
+    like already masked by `memory.fingerprint`), else the log line as written."""
+    return fp.text if is_failure(fp) else message[:MESSAGE_CAP]
 
 
 @dataclass(frozen=True)
@@ -60,13 +75,13 @@ class Templates:
 
     def place(self, fp: Fingerprint, message: str) -> Placed:
         """Mine the first failure of a new signature."""
-        mined = self.miner.add(message[:MESSAGE_CAP], group_of(fp))
+        mined = self.miner.add(text_of(fp, message), group_of(fp))
         self.of[fp.signature] = mined.first
         return Placed(mined.template_id, mined.first, self.incident(mined.first), mined.changes)
 
     def find(self, fp: Fingerprint, message: str) -> str | None:
         """The live template a failure would join, mining nothing."""
-        found = self.miner.find(message[:MESSAGE_CAP], group_of(fp))
+        found = self.miner.find(text_of(fp, message), group_of(fp))
         return self.miner.resolve(found) if found else None
 
     def incident(self, template_id: str) -> str | None:

@@ -314,6 +314,11 @@ def _status(message: str) -> int | None:
     return int(next(g for g in match.groups() if g)) if match else None
 
 
+def exception_type_of(message: str | bytes | None) -> str:
+    """The exception type a message starts with (``AssertionError`` for ``assert ...``)."""
+    return _exception_type(_clean(message, 2000))
+
+
 def _exception_type(message: str) -> str:
     match = _EXCEPTION_HEAD.match(message)
     if match:

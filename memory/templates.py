@@ -33,39 +33,46 @@ WILDCARD = "<*>"
 VALUES = 5  # distinct words at one position that make it a value (4 VM states do not)
 MAX_TOKENS = 400  # tokens of a message that are compared
 _SEEN_CAP = VALUES  # distinct values kept per position: enough to decide
-_MARK = "\ue000"  # opens a masked span's number inside a token (which becomes <*>)
-_MARKED = re.compile("\ue000(\\d+)\ue001")
+_SPAN = 0xF0000  # a masked span becomes one private-use character: chr(_SPAN + n)
+_SPANS = re.compile("[\U000f0000-\U000ffffd]")
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _UNITS = (
     r"(?:[KMGT]i?B|[kKMG]b|bytes?|B|ms|msecs?|millis|us|µs|ns|s|secs?|seconds?|mins?|minutes?"
     r"|h|hrs?|hours?|days?|milliseconds|MILLISECONDS|SECONDS|%)"
 )
-# Values every system writes alike, masked before tokens are compared.
-_MASKS = re.compile(
-    "|".join(
+# Values every system writes alike, masked (in this order) before tokens are
+# compared: those a token with a digit would not already make a value, and
+# those whose number of tokens varies (``10:20`` and ``10:20:30``). Each runs
+# only on messages holding its trigger, which most do not.
+_MASKS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (trigger, re.compile(pattern))
+    for trigger, pattern in (
+        ("://", r"\b[a-z][a-z0-9+.-]{1,15}://[^\s\"'<>]*"),  # URLs
+        ("@", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),  # e-mail addresses
+        ("::", r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])"),  # IPv6
+        (".", r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b"),  # IPv4 with port
+        ("", rf"\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?{_MONTH}\s+\d{{1,2}}\b"),
+        ("", r"\b\d{1,4}[-/]\d{1,2}[-/]\d{1,4}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?"),
+        (":", r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b"),  # clock times and durations
+        ("", rf"(?<![\w.])<?-?\d+(?:[.,]\d+)?\s?{_UNITS}(?![\w/])"),  # sizes and durations
+        ("=", r"(?<==)[^\s,;)\]}\"|]+"),  # key=value: the value
         (
-            r"\b[a-z][a-z0-9+.-]{1,15}://[^\s\"'<>]*",  # URLs
-            r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b",  # e-mail addresses
-            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
-            r"\b(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}\b",  # MAC addresses
-            r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])",  # IPv6
-            r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b",  # IPv4 with port
-            rf"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+{_MONTH}\s+\d{{1,2}}\b",
-            rf"\b{_MONTH}\s+\d{{1,2}}\b",
-            r"\b\d{1,4}[-/]\d{1,2}[-/]\d{1,4}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?",
-            r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b",  # clock times and durations
-            rf"<?-?\d+(?:[.,]\d+)?\s?{_UNITS}(?![\w/])",  # sizes and durations
-            r"(?<==)[^\s,;)\]}\"|]+",  # key=value: the value
-            r"(?:(?<=\s)|^)(?:~|[A-Za-z]:)?(?:[/\\][\w.@%+~-]+){2,}[/\\]?",  # paths
-            r"\b(?:[a-z]\w*\.)+[A-Z]\w*(?:Exception|Error)\b",  # Java exception classes
+            "/",
+            r"(?:(?<=[\s'\"(\[=])|^)(?:(?:~|<tmp>|\.\.?)(?:/[\w.@%+~-]+)+|(?:/[\w.@%+~-]+){2,})/?",
+        ),  # paths
+        ("\\", r"(?:(?<=\s)|^)(?:[A-Za-z]:)?(?:\\[\w.@%+~-]+){2,}\\?"),  # Windows paths
+        ("Exception", r"\b(?:[a-z]\w*\.)+[A-Z]\w*Exception\b"),  # Java exception classes
+        ("Error", r"\b(?:[a-z]\w*\.)+[A-Z]\w*Error\b"),
+        (
+            ".",
             r"\b(?:[\w-]+\.)+(?:com|net|org|edu|gov|mil|io|hk|cn|uk|de|jp|ru|fr|info"
-            r"|biz|local|localdomain|lan|internal)\b(?![.\w-])",  # host names
-        )
+            r"|biz|local|localdomain|lan|internal)\b(?![.\w-])",
+        ),  # host names
     )
 )
 _TOKEN = re.compile(r"[^\s=:,;()\[\]{}|\"]+|[=:,;()\[\]{}|\"]")
-_DIGIT = re.compile(r"\d")
+_VALUE = re.compile("[\\d\U000f0000-\U000ffffd]")  # a digit or a masked span
 
 
 def tokens(message: str) -> tuple[list[str], list[str]]:
@@ -74,12 +81,21 @@ def tokens(message: str) -> tuple[list[str], list[str]]:
 
     def mark(match: re.Match[str]) -> str:
         spans.append(match.group())
-        return f"{_MARK}{len(spans) - 1}\ue001"
+        return chr(_SPAN + len(spans) - 1)
 
-    tokens = _TOKEN.findall(_MASKS.sub(mark, message))[:MAX_TOKENS]
-    compared = [WILDCARD if _MARK in t or _DIGIT.search(t) else t for t in tokens]
-    raw = [_MARKED.sub(lambda m: spans[int(m.group(1))], t) if _MARK in t else t for t in tokens]
+    for trigger, pattern in _MASKS:
+        if trigger in message and len(spans) < 60000:
+            message = pattern.sub(mark, message)
+    found = _TOKEN.findall(message)[:MAX_TOKENS]
+    compared = [WILDCARD if _VALUE.search(t) else t for t in found]
+    raw = [_unmasked(t, spans) if _VALUE.search(t) else t for t in found]
     return compared, raw
+
+
+def _unmasked(token: str, spans: list[str]) -> str:
+    while _SPANS.search(token):  # a span may hold another (``key=<url>``)
+        token = _SPANS.sub(lambda m: spans[ord(m.group()) - _SPAN], token)
+    return token
 
 
 @dataclass
