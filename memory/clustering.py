@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from memory.failure_templates import group_of, is_log_line, text_of
-from memory.matching import DEFAULT_RELATED, DEFAULT_SAME, Link, Matcher, fingerprint_of
+from memory.matching import DEFAULT_RELATED, DEFAULT_SAME, Known, Link, Matcher, fingerprint_of
 from memory.templates import Miner
 
 if TYPE_CHECKING:
@@ -99,13 +99,16 @@ def _link_leaders(
     """Each template's first row linked: a failure by the matcher (the embedding
     decides between templates), a log line to an incident of its own."""
     failures = [row for row in rows if not is_log_line(row)]
-    matcher = Matcher(None, same=same, related=related, embedder=embedder, k=k)
-    linked = {link.failure_id: link for link in matcher.link_all(failures)} if failures else {}
+    known, linked = Known(), {}
+    if failures:  # the matcher loads numpy, and the model if a failure needs it
+        matcher = Matcher(None, same=same, related=related, embedder=embedder, k=k)
+        linked = {link.failure_id: link for link in matcher.link_all(failures)}
+        known = matcher.known
     for row in rows:
         if row["failure_id"] not in linked:
             signature = hashlib.sha256(str(row.get("message")).encode("utf-8", "replace"))
-            incident_id = matcher.known.new_incident_id(signature.hexdigest())
-            matcher.known.incident_ids.add(incident_id)
+            incident_id = known.new_incident_id(signature.hexdigest())
+            known.incident_ids.add(incident_id)
             linked[row["failure_id"]] = Link(
                 row["failure_id"], incident_id, signature.hexdigest()[:16], "new", 0.0, True,
                 None, [],

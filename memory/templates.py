@@ -52,10 +52,13 @@ _MASKS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("@", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),  # e-mail addresses
         ("::", r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])"),  # IPv6
         (".", r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b"),  # IPv4 with port
-        ("", rf"\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?{_MONTH}\s+\d{{1,2}}\b"),
-        ("", r"\b\d{1,4}[-/]\d{1,2}[-/]\d{1,4}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?"),
         (":", r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b"),  # clock times and durations
-        ("", rf"(?<![\w.])<?-?\d+(?:[.,]\d+)?\s?{_UNITS}(?![\w/])"),  # sizes and durations
+        (
+            "",  # dates, days, sizes and durations: one pass
+            rf"\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?{_MONTH}\s+\d{{1,2}}\b"
+            r"|\b\d{1,4}[-/]\d{1,2}[-/]\d{1,4}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?"
+            rf"|(?<![\w.])<?-?\d+(?:[.,]\d+)?\s?{_UNITS}(?![\w/])",
+        ),
         ("=", r"(?<==)[^\s,;)\]}\"|]+"),  # key=value: the value
         (
             "/",
@@ -86,9 +89,14 @@ def tokens(message: str) -> tuple[list[str], list[str]]:
     for trigger, pattern in _MASKS:
         if trigger in message and len(spans) < 60000:
             message = pattern.sub(mark, message)
-    found = _TOKEN.findall(message)[:MAX_TOKENS]
-    compared = [WILDCARD if _VALUE.search(t) else t for t in found]
-    raw = [_unmasked(t, spans) if _VALUE.search(t) else t for t in found]
+    compared, raw = [], []
+    for token in _TOKEN.findall(message)[:MAX_TOKENS]:
+        if _VALUE.search(token):
+            compared.append(WILDCARD)
+            raw.append(_unmasked(token, spans) if spans else token)
+        else:
+            compared.append(token)
+            raw.append(token)
     return compared, raw
 
 
@@ -160,6 +168,8 @@ class Miner:
         self._tree: dict[tuple[str, int, str], list[str]] = {}
         # (group, tokens with one position blanked, that position) -> template ids
         self._slots: dict[tuple[str, tuple[str, ...], int], set[str]] = {}
+        # (group, tokens) -> the filed template with exactly these tokens
+        self._exact: dict[tuple[str, tuple[str, ...]], str] = {}
         # (group, token count) -> live template ids
         self._by_length: dict[tuple[str, int], set[str]] = {}
         # (group, tokens with each run of values collapsed) -> template id
@@ -198,6 +208,9 @@ class Miner:
 
     def _match(self, group: str, compared: list[str]) -> Template | None:
         """The most specific live template whose constants the message repeats."""
+        exact = self._exact.get((group, tuple(compared)))
+        if exact is not None:
+            return self.templates[exact]
         head = compared[0] if compared else ""
         found = None
         for first in dict.fromkeys((head, WILDCARD)):
@@ -229,6 +242,7 @@ class Miner:
         key = template.group, len(template.tokens), _head(template.tokens)
         self._tree.setdefault(key, []).append(template.template_id)
         self._by_length.setdefault(key[:2], set()).add(template.template_id)
+        self._exact.setdefault((template.group, tuple(template.tokens)), template.template_id)
         for position in range(len(template.tokens)):
             self._slots.setdefault(_slot(template, position), set()).add(template.template_id)
         if WILDCARD in template.tokens:
@@ -240,6 +254,8 @@ class Miner:
         key = template.group, len(template.tokens), _head(template.tokens)
         self._tree[key].remove(template.template_id)
         self._by_length[key[:2]].discard(template.template_id)
+        if self._exact.get((template.group, tuple(template.tokens))) == template.template_id:
+            del self._exact[(template.group, tuple(template.tokens))]
         for position in range(len(template.tokens)):
             self._slots[_slot(template, position)].discard(template.template_id)
 
@@ -258,6 +274,8 @@ class Miner:
             change = self._generalise(self.template(template.template_id), position)
             if change:
                 changes.append(change)
+        if not (grown and (changes or template.count == 1)):
+            return changes
         span = self._join_span(self.template(template.template_id))
         return [*changes, span] if span else changes
 
