@@ -462,6 +462,7 @@ class Matcher:
 
     def link_all(self, failures: list[dict[str, Any]]) -> list[Link]:
         """Link failures in order, then write the index and the facts once."""
+        self._use_index()  # checked against what is known before this batch adds to it
         prints = [fingerprint_of(f) for f in failures]
         # without a store, no index wants every signature: only failures are embedded
         vectors = self._vectors([p for p in prints if self.store or is_failure(p)])

@@ -6,6 +6,7 @@ writes; matching uses the real embedding model and embedded Chroma.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,3 +292,76 @@ def test_matching_never_loads_the_model_for_a_known_signature(store: Store):
     )
 
     assert again[0].method == "signature"
+
+
+# -- the template stage --------------------------------------------------------
+
+LOCKED = "AssertionError: account {u} is locked for user 42"
+NAMES = ["alice", "bob", "carol", "dave", "erin", "frank"]
+
+
+def test_a_failure_of_a_known_template_in_another_test_joins_its_incident(
+    store: Store, embedder: Embedder
+):
+    first = link(store, embedder, record_run(store, {GET_USER: MISSING_EMAIL.format(n=1)}))[0]
+    other_test = "tests/test_users.py::test_update_user"
+    again = link(store, embedder, record_run(store, {other_test: MISSING_EMAIL.format(n=2)}))[0]
+
+    assert again.signature != first.signature
+    assert again.method == "template" and again.incident_id == first.incident_id
+    assert again.template_id == first.template_id
+
+
+def test_one_shape_with_another_constant_word_is_another_cause_however_close(
+    store: Store, embedder: Embedder
+):
+    shipped = link(
+        store, embedder, record_run(store, {GET_USER: "AssertionError: order state is Shipped"})
+    )
+    cancelled = link(
+        store, embedder, record_run(store, {GET_USER: "AssertionError: order state is Cancelled"})
+    )
+
+    assert cancelled[0].is_new and cancelled[0].incident_id != shipped[0].incident_id
+    assert shipped[0].signature not in {c.signature for c in cancelled[0].candidates}
+
+
+def test_a_template_that_generalises_moves_no_incident_and_is_recorded(
+    store: Store, embedder: Embedder
+):
+    links = [
+        link(store, embedder, record_run(store, {GET_USER: LOCKED.format(u=u)}))[0] for u in NAMES
+    ]
+    before = {x.failure_id: x.incident_id for x in links[:4]}
+
+    assert len(set(before.values())) == 4  # four words, four causes so far
+    assert links[4].method == "template" and links[5].method == "template"
+    assert links[4].incident_id == links[5].incident_id == links[0].incident_id
+    incidents = Incidents(store)
+    assert {i.incident_id for i in incidents.list()} == set(before.values())
+    from memory.query import History
+
+    history = History(store)
+    change = history.sql(
+        "SELECT detail->>'$.template_id', detail->>'$.merged' FROM facts "
+        "WHERE type = 'TemplateGeneralised'"
+    ).rows
+    assert [c[0] for c in change] == [links[0].template_id]
+    merged = set(json.loads(change[0][1]))
+    assert merged == {x.template_id for x in links[1:5]} - {links[0].template_id}
+
+
+def test_a_replay_of_the_log_rebuilds_the_templates_the_links_recorded(
+    store: Store, embedder: Embedder
+):
+    links = [
+        link(store, embedder, record_run(store, {GET_USER: LOCKED.format(u=u)}))[0] for u in NAMES
+    ]
+    from memory.matching import Known
+    from memory.query import History
+
+    replayed = Known.load(History(store)).templates
+
+    assert [replayed.of[x.signature] for x in links] == [x.template_id for x in links]
+    assert {replayed.miner.resolve(x.template_id) for x in links} == {links[0].template_id}
+    assert replayed.incident(links[5].template_id) == links[0].incident_id
