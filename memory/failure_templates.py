@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
 from memory.fingerprint import MESSAGE_CAP, Fingerprint, exception_type_of
@@ -52,7 +53,7 @@ def group_of(fp: Fingerprint) -> str:
 def text_of(fp: Fingerprint, message: str) -> str:
     """What is mined: a failure's masked text (quoted data values, ids and the
     like already masked by `memory.fingerprint`), else the log line as written."""
-    return fp.text if is_failure(fp) else message[:MESSAGE_CAP]
+    return fp.wording if is_failure(fp) else message[:MESSAGE_CAP]
 
 
 @dataclass(frozen=True)
@@ -92,18 +93,18 @@ class Templates:
         self.incidents.setdefault(self.miner.resolve(template_id), incident_id)
 
     def apart(self, template_id: str | None, signature: str) -> bool:
-        """Whether a signature's template has ``template_id``'s shape (one token count,
-        the same words but for a few) and a constant word of its own there: two
-        causes, however close their texts read (``VM Started`` / ``VM Paused``)."""
+        """Whether a signature's template reads as ``template_id``'s with a constant word
+        of its own in place of one of ``template_id``'s: two causes, however close their
+        texts are (``VM Started`` / ``VM Paused``, ``UNIQUE`` / ``NOT NULL constraint
+        failed``). Their tokens align for the most part (`ALIGNED`) and differ where
+        both hold a word, not a value; a paraphrase aligns far less."""
         theirs = self.of.get(signature)
         if template_id is None or theirs is None:
             return False
         mine, other = self.miner.template(template_id), self.miner.template(theirs)
-        if mine is other or mine.group != other.group or len(mine.tokens) != len(other.tokens):
+        if mine is other or _exception(mine.group) != _exception(other.group):
             return False
-        pairs = zip(mine.tokens, other.tokens, strict=True)
-        words = sum(1 for a, b in pairs if a != b and WILDCARD not in (a, b))
-        return 1 <= words <= max(1, len(mine.tokens) // 4)
+        return substituted(mine.tokens, other.tokens)
 
     def replay(self, history: History, incident_of: dict[str, str]) -> None:
         """Mine the log's first failure of each signature again, in the order linked."""
@@ -116,6 +117,32 @@ class Templates:
             incident = incident_of.get(row["signature"])
             if incident:
                 self.settle(placed.first, incident)
+
+
+SHORTEST = 4  # tokens below which a template's words are too few to align
+ALIGNED = 0.7  # share of the shorter template's tokens that two readings of one text share
+
+
+def substituted(a: list[str], b: list[str]) -> bool:
+    """Whether ``b`` is ``a`` with some constant words replaced by others."""
+    if min(len(a), len(b)) < SHORTEST:
+        return False
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    shared = sum(block.size for block in matcher.get_matching_blocks())
+    if shared < ALIGNED * min(len(a), len(b)):
+        return False
+    return any(
+        op == "replace" and _has_word(a[i1:i2]) and _has_word(b[j1:j2])
+        for op, i1, i2, j1, j2 in matcher.get_opcodes()
+    )
+
+
+def _exception(group: str) -> str:
+    return group.split("\x1f", 1)[0]
+
+
+def _has_word(tokens: list[str]) -> bool:
+    return any(t != WILDCARD and t.isalnum() for t in tokens)
 
 
 _FIRST_FAILURES_SQL = """

@@ -53,6 +53,7 @@ class Fingerprint:
     frames: tuple[str, ...]
     keys: tuple[str, ...] = ()  # the quoted names the failure is about: JSON keys, fields
     kind: str = ""  # what was checked and failed: missing, type, status, timeout... (`_kind`)
+    wording: str = ""  # the message as masked, without tools' boilerplate lines (what is mined)
 
 
 def fingerprint(
@@ -90,6 +91,7 @@ def fingerprint(
         frames=frames,
         keys=subject_keys(masked),
         kind=_kind(exception_type, masked),
+        wording=_BOILERPLATE.sub("", masked).strip()[:MESSAGE_CAP],
     )
 
 
@@ -132,20 +134,18 @@ def _kind_agreement(a: Fingerprint, b: Fingerprint) -> float:
     names the same field, so at most related.
 
     One kind about the same names on the same request is one cause however it is
-    worded (as one error status is): a timeout or refused connection on one
-    service, a missing field on one route. Failures without a kind (a custom
+    worded: a missing field on one route. A timeout or a refused connection on one
+    service is one cause whichever client words it (requests, httpx, aiohttp and
+    urllib3 share no words), as one error status is. Failures without a kind (a custom
     message, an exception of the code under test) compare exception types.
     """
     if not (a.kind and b.kind):
         return _agreement(a.exception_type, b.exception_type, 0.03, -0.08)
     if a.kind != b.kind:
         return -0.15
-    if a.kind in _TRANSPORT_KINDS:
-        same = a.exception_type == b.exception_type and _same(
-            _resource(a.route), _resource(b.route)
-        )
-    else:
-        same = bool(a.keys) and set(a.keys) == set(b.keys) and _same_request(a, b)
+    if a.kind in _TRANSPORT_KINDS:  # one service unreachable, whichever client says so
+        return 0.25 if _same(_resource(a.route), _resource(b.route)) else 0.03
+    same = bool(a.keys) and set(a.keys) == set(b.keys) and _same_request(a, b)
     return 0.10 if same else 0.03
 
 

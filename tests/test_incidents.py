@@ -153,10 +153,9 @@ def test_a_rewording_of_one_error_status_is_found_beyond_the_nearest_texts(
     linked = Matcher(store, embedder=embedder, k=1).link_run(run_id)[0]
 
     assert linked.method == "similar" and linked.incident_id == first[0].incident_id
-    by_incident = {c.incident_id: c for c in linked.candidates}
-    nearest = max(linked.candidates, key=lambda c: c.cosine)
-    assert nearest.incident_id != first[0].incident_id  # not found by text alone
-    assert "same status" in by_incident[first[0].incident_id].why
+    decided = {c.incident_id: c for c in linked.candidates}[first[0].incident_id]
+    assert decided.cosine < 0.83  # not found by text alone (the other statuses read closer)
+    assert "same status" in decided.why
 
 
 def test_each_link_is_a_fact_that_explains_it(store: Store, embedder: Embedder):
