@@ -58,7 +58,9 @@ def main() -> None:
             for name in totals:
                 totals[name] += medians[name]
             ratio = medians["testmem"] / medians["drain3"]
-            print(f"{path.stem:<12}{medians['testmem']:>11.2f}{medians['drain3']:>10.2f}{ratio:>8.2f}")
+            print(
+                f"{path.stem:<12}{medians['testmem']:>11.2f}{medians['drain3']:>10.2f}{ratio:>8.2f}"
+            )
     ratio = totals["testmem"] / totals["drain3"]
     print(f"{'total':<12}{totals['testmem']:>11.2f}{totals['drain3']:>10.2f}{ratio:>8.2f}")
 

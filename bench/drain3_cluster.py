@@ -1,6 +1,6 @@
 """drain3 as a user would call it on a file of log lines: one configuration, JSON out.
 
-    python bench/drain3_cluster.py FILE
+python bench/drain3_cluster.py FILE
 """
 
 import json

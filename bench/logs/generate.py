@@ -26,9 +26,56 @@ from pathlib import Path
 HERE = Path(__file__).parent
 SIZE = 2000
 
-USERS = ["root", "admin", "test", "oracle", "postgres", "guest", "ftpuser", "webmaster", "nagios", "git", "ubuntu", "pi", "user", "support", "mysql", "deploy", "backup", "alice", "bob", "zabbix", "tomcat", "jenkins", "hadoop", "info", "sales"]
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima"]
-DOMAINS = ["example.com", "cuhk.edu.hk", "google.com", "qq.com", "baidu.com", "akamai.net", "office365.com"]
+USERS = [
+    "root",
+    "admin",
+    "test",
+    "oracle",
+    "postgres",
+    "guest",
+    "ftpuser",
+    "webmaster",
+    "nagios",
+    "git",
+    "ubuntu",
+    "pi",
+    "user",
+    "support",
+    "mysql",
+    "deploy",
+    "backup",
+    "alice",
+    "bob",
+    "zabbix",
+    "tomcat",
+    "jenkins",
+    "hadoop",
+    "info",
+    "sales",
+]
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+]
+DOMAINS = [
+    "example.com",
+    "cuhk.edu.hk",
+    "google.com",
+    "qq.com",
+    "baidu.com",
+    "akamai.net",
+    "office365.com",
+]
 
 
 def _host(r: random.Random) -> str:

@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (library texts and inner tests are kept whole)
+# ruff: noqa: E501, B023  (library texts kept whole; each lambda is called at once, in its loop)
 """A harder labelled failure set: real libraries' own error texts, made for real.
 
 Every message here was raised by the library named, against servers on
@@ -18,6 +18,7 @@ another route, another field, another constraint, another gRPC status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -49,7 +50,7 @@ def _nodeid(area: str) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path.startswith("/slow"):
             time.sleep(0.5)
         status = 503 if self.path.startswith("/users") else 502 if "/orders" in self.path else 404
@@ -64,10 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def handle(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError):  # a client that timed out on /slow left
             super().handle()
-        except BrokenPipeError:  # a client that timed out on /slow has gone
-            pass
 
 
 def _closed_port() -> int:
@@ -79,7 +78,7 @@ def _closed_port() -> int:
 def _caught(call: Callable[[], Any]) -> BaseException:
     try:
         call()
-    except BaseException as exc:  # noqa: BLE001 (the point is the library's own error)
+    except BaseException as exc:  # the point is the library's own error
         return exc
     raise AssertionError("expected the call to fail")
 
@@ -103,23 +102,56 @@ def http_clients(base: str, down: str) -> Iterator[dict[str, Any]]:
     for _ in range(6):
         n = R.randint(1, 99999)
         refused = {"method": "GET", "route": "/users/{id}"}
-        yield _record("down:users", _caught(lambda: requests.get(f"{down}/users/{n}", timeout=2)), "users", **refused)
-        yield _record("down:users", _caught(lambda: httpx.get(f"{down}/users/{n}")), "users", **refused)
+        yield _record(
+            "down:users",
+            _caught(lambda: requests.get(f"{down}/users/{n}", timeout=2)),
+            "users",
+            **refused,
+        )
+        yield _record(
+            "down:users", _caught(lambda: httpx.get(f"{down}/users/{n}")), "users", **refused
+        )
         pool = urllib3.PoolManager(retries=urllib3.Retry(0))
-        yield _record("down:users", _caught(lambda: pool.request("GET", f"{down}/users/{n}")), "users", **refused)
-        yield _record("down:users", _caught(lambda: asyncio.run(_aiohttp_get(f"{down}/users/{n}"))), "users", **refused)
+        yield _record(
+            "down:users",
+            _caught(lambda: pool.request("GET", f"{down}/users/{n}")),
+            "users",
+            **refused,
+        )
+        yield _record(
+            "down:users",
+            _caught(lambda: asyncio.run(_aiohttp_get(f"{down}/users/{n}"))),
+            "users",
+            **refused,
+        )
         slow = {"method": "GET", "route": "/slow/{id}"}
-        yield _record("timeout:slow", _caught(lambda: requests.get(f"{base}/slow/{n}", timeout=0.05)), "users", **slow)
-        yield _record("timeout:slow", _caught(lambda: httpx.get(f"{base}/slow/{n}", timeout=0.05)), "users", **slow)
+        yield _record(
+            "timeout:slow",
+            _caught(lambda: requests.get(f"{base}/slow/{n}", timeout=0.05)),
+            "users",
+            **slow,
+        )
+        yield _record(
+            "timeout:slow",
+            _caught(lambda: httpx.get(f"{base}/slow/{n}", timeout=0.05)),
+            "users",
+            **slow,
+        )
         for route, status in (("users", 503), ("orders", 502)):
             where = {"method": "GET", "route": f"/{route}/{{id}}", "status": status}
             response = requests.get(f"{base}/{route}/{n}", timeout=2)
-            yield _record(f"status:{route}:{status}", _caught(response.raise_for_status), route, **where)
+            yield _record(
+                f"status:{route}:{status}", _caught(response.raise_for_status), route, **where
+            )
             answer = httpx.get(f"{base}/{route}/{n}")
-            yield _record(f"status:{route}:{status}", _caught(answer.raise_for_status), route, **where)
+            yield _record(
+                f"status:{route}:{status}", _caught(answer.raise_for_status), route, **where
+            )
             yield _record(
                 f"status:{route}:{status}",
-                _caught(lambda: asyncio.run(_aiohttp_get(f"{base}/{route}/{n}", raise_for_status=True))),
+                _caught(
+                    lambda: asyncio.run(_aiohttp_get(f"{base}/{route}/{n}", raise_for_status=True))
+                ),
                 route,
                 **where,
             )
@@ -128,9 +160,11 @@ def http_clients(base: str, down: str) -> Iterator[dict[str, Any]]:
 async def _aiohttp_get(url: str, raise_for_status: bool = False) -> None:
     import aiohttp
 
-    async with aiohttp.ClientSession(raise_for_status=raise_for_status) as session:
-        async with session.get(url) as response:
-            await response.read()
+    async with (
+        aiohttp.ClientSession(raise_for_status=raise_for_status) as session,
+        session.get(url) as response,
+    ):
+        await response.read()
 
 
 def validation() -> Iterator[dict[str, Any]]:
@@ -146,41 +180,92 @@ def validation() -> Iterator[dict[str, Any]]:
     for _ in range(6):
         n = R.randint(1, 9999)
         where = {"method": "GET", "route": "/users/{id}", "status": 200}
-        yield _record("schema:users:email-missing", _caught(lambda: User.model_validate({"id": n, "name": "Ada"})), "users", **where)
-        yield _record("schema:users:name-missing", _caught(lambda: User.model_validate({"id": n, "email": f"u{n}@x.io"})), "users", **where)
-        yield _record("schema:users:id-type", _caught(lambda: User.model_validate({"id": f"u{n}", "email": "a@x.io", "name": "Ada"})), "users", **where)
+        yield _record(
+            "schema:users:email-missing",
+            _caught(lambda: User.model_validate({"id": n, "name": "Ada"})),
+            "users",
+            **where,
+        )
+        yield _record(
+            "schema:users:name-missing",
+            _caught(lambda: User.model_validate({"id": n, "email": f"u{n}@x.io"})),
+            "users",
+            **where,
+        )
+        yield _record(
+            "schema:users:id-type",
+            _caught(lambda: User.model_validate({"id": f"u{n}", "email": "a@x.io", "name": "Ada"})),
+            "users",
+            **where,
+        )
         try:
             User.model_validate({"id": n, "name": "Ada"})
         except ValidationError as exc:
             errors = exc.errors()
-            yield {"cause": "schema:users:email-missing", "exception_type": "KeyError", "message": repr(errors[0]["loc"][0]), "nodeid": _nodeid("users"), **where}
+            yield {
+                "cause": "schema:users:email-missing",
+                "exception_type": "KeyError",
+                "message": repr(errors[0]["loc"][0]),
+                "nodeid": _nodeid("users"),
+                **where,
+            }
 
     app = FastAPI()
 
     @app.post("/orders")
-    def create(order: dict[str, int]) -> dict[str, int]:  # noqa: ARG001
+    def create(order: dict[str, int]) -> dict[str, int]:
         return order
 
     client = TestClient(app)
     for _ in range(6):
         response = client.post("/orders", json={"qty": f"x{R.randint(1, 99)}"})
         message = f"unexpected status {response.status_code}: {response.text}\nassert {response.status_code} == 201\n +  where {response.status_code} = <Response [{response.status_code} Unprocessable Entity]>.status_code"
-        yield {"cause": "status:orders-create:422", "exception_type": "AssertionError", "message": message, "nodeid": _nodeid("orders"), "method": "POST", "route": "/orders", "status": response.status_code}
+        yield {
+            "cause": "status:orders-create:422",
+            "exception_type": "AssertionError",
+            "message": message,
+            "nodeid": _nodeid("orders"),
+            "method": "POST",
+            "route": "/orders",
+            "status": response.status_code,
+        }
 
 
 def database() -> Iterator[dict[str, Any]]:
     from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
 
     engine = create_engine("sqlite://")
-    users = Table("users", MetaData(), Column("id", Integer, primary_key=True), Column("email", String, unique=True), Column("name", String, nullable=False))
+    users = Table(
+        "users",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("email", String, unique=True),
+        Column("name", String, nullable=False),
+    )
     users.metadata.create_all(engine)
     with engine.begin() as db:
         db.execute(insert(users).values(email="taken@x.io", name="Ada"))
     for _ in range(6):
         with engine.connect() as db:
-            yield _record("db:users-email-unique", _caught(lambda: db.execute(insert(users).values(email="taken@x.io", name=f"N{R.randint(1, 99)}"))), "db")
+            yield _record(
+                "db:users-email-unique",
+                _caught(
+                    lambda: db.execute(
+                        insert(users).values(email="taken@x.io", name=f"N{R.randint(1, 99)}")
+                    )
+                ),
+                "db",
+            )
         with engine.connect() as db:
-            yield _record("db:users-name-null", _caught(lambda: db.execute(insert(users).values(email=f"u{R.randint(1, 9999)}@x.io", name=None))), "db")
+            yield _record(
+                "db:users-name-null",
+                _caught(
+                    lambda: db.execute(
+                        insert(users).values(email=f"u{R.randint(1, 9999)}@x.io", name=None)
+                    )
+                ),
+                "db",
+            )
 
 
 def storage() -> Iterator[dict[str, Any]]:
@@ -195,7 +280,10 @@ def storage() -> Iterator[dict[str, Any]]:
             ("AccessDenied", "Access Denied", "PutObject", "s3:access-denied"),
         ):
             retries = R.choice((0, 4))
-            response = {"Error": {"Code": code, "Message": text, "Key": key}, "ResponseMetadata": {"MaxAttemptsReached": bool(retries), "RetryAttempts": retries}}
+            response = {
+                "Error": {"Code": code, "Message": text, "Key": key},
+                "ResponseMetadata": {"MaxAttemptsReached": bool(retries), "RetryAttempts": retries},
+            }
             yield _record(cause, ClientError(response, operation), "storage")
         url = f"http://127.0.0.1:{R.randint(9000, 9100)}/bucket/{key}"
         yield _record("s3:endpoint-down", EndpointConnectionError(endpoint_url=url), "storage")
@@ -220,7 +308,7 @@ def rpc(down: str) -> Iterator[dict[str, Any]]:
     server.stop(None)
 
 
-_INNER = '''
+_INNER = """
 import pytest
 
 @pytest.mark.parametrize("n", range({n}))
@@ -247,7 +335,7 @@ def test_user_roles(n):
 def test_items_count(n):
     items = list(range(n % 5))
     assert len(items) == 5
-'''
+"""
 
 _CAUSES = {
     "test_order_state": "assert:orders:state",
@@ -256,14 +344,14 @@ _CAUSES = {
     "test_user_roles": "assert:users:roles",
     "test_items_count": "length:items",
 }
-_CAPTURE = '''
+_CAPTURE = """
 import json, os
 def pytest_runtest_logreport(report):
     if report.failed:
         crash = report.longrepr.reprcrash
         with open(os.environ["CAPTURE"], "a") as out:
             out.write(json.dumps({"nodeid": report.nodeid, "message": crash.message, "traceback": report.longreprtext}) + "\\n")
-'''
+"""
 
 
 def assertions() -> Iterator[dict[str, Any]]:
@@ -272,19 +360,50 @@ def assertions() -> Iterator[dict[str, Any]]:
         (root / "test_inner.py").write_text(_INNER.format(n=8))
         (root / "conftest.py").write_text(_CAPTURE)
         capture = root / "capture.jsonl"
-        subprocess.run([sys.executable, "-m", "pytest", "-vv", "-p", "no:cacheprovider", "-p", "no:randomly", str(root)],
-                       cwd=root, env={**__import__("os").environ, "CAPTURE": str(capture)}, capture_output=True, check=False)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-vv",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                str(root),
+            ],
+            cwd=root,
+            env={**__import__("os").environ, "CAPTURE": str(capture)},
+            capture_output=True,
+            check=False,
+        )
         for line in capture.read_text().splitlines():
             row = json.loads(line)
             name = row["nodeid"].split("::")[1].split("[")[0]
-            yield {"cause": _CAUSES[name], "exception_type": "AssertionError", "message": row["message"], "nodeid": row["nodeid"], "traceback": row["traceback"][-2000:]}
+            yield {
+                "cause": _CAUSES[name],
+                "exception_type": "AssertionError",
+                "message": row["message"],
+                "nodeid": row["nodeid"],
+                "traceback": row["traceback"][-2000:],
+            }
 
 
 def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base, down = f"http://127.0.0.1:{server.server_address[1]}", f"http://127.0.0.1:{_closed_port()}"
-    rows = [*http_clients(base, down), *validation(), *database(), *storage(), *rpc(down), *assertions()]
+    base, down = (
+        f"http://127.0.0.1:{server.server_address[1]}",
+        f"http://127.0.0.1:{_closed_port()}",
+    )
+    rows = [
+        *http_clients(base, down),
+        *validation(),
+        *database(),
+        *storage(),
+        *rpc(down),
+        *assertions(),
+    ]
     server.shutdown()
     R.shuffle(rows)
     with (HERE / "labelled.jsonl").open("w", encoding="utf-8") as out:
