@@ -76,6 +76,7 @@ _MASKS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 _TOKEN = re.compile(r"[^\s=:,;()\[\]{}|\"]+|[=:,;()\[\]{}|\"]")
 _VALUE = re.compile("[\\d\U000f0000-\U000ffffd]")  # a digit or a masked span
+_BOOLEANS = frozenset(("true", "false", "True", "False", "TRUE", "FALSE", "null", "None", "NULL"))
 
 
 def tokens(message: str) -> tuple[list[str], list[str]]:
@@ -91,7 +92,7 @@ def tokens(message: str) -> tuple[list[str], list[str]]:
             message = pattern.sub(mark, message)
     compared, raw = [], []
     for token in _TOKEN.findall(message)[:MAX_TOKENS]:
-        if _VALUE.search(token):
+        if token in _BOOLEANS or _VALUE.search(token):
             compared.append(WILDCARD)
             raw.append(_unmasked(token, spans) if spans else token)
         else:
@@ -170,8 +171,6 @@ class Miner:
         self._slots: dict[tuple[str, tuple[str, ...], int], set[str]] = {}
         # (group, tokens) -> the filed template with exactly these tokens
         self._exact: dict[tuple[str, tuple[str, ...]], str] = {}
-        # (group, token count) -> live template ids
-        self._by_length: dict[tuple[str, int], set[str]] = {}
         # (group, tokens with each run of values collapsed) -> template id
         self._spans: dict[tuple[str, tuple[str, ...]], str] = {}
 
@@ -241,7 +240,6 @@ class Miner:
     def _file(self, template: Template) -> None:
         key = template.group, len(template.tokens), _head(template.tokens)
         self._tree.setdefault(key, []).append(template.template_id)
-        self._by_length.setdefault(key[:2], set()).add(template.template_id)
         self._exact.setdefault((template.group, tuple(template.tokens)), template.template_id)
         for position in range(len(template.tokens)):
             self._slots.setdefault(_slot(template, position), set()).add(template.template_id)
@@ -253,7 +251,6 @@ class Miner:
     def _unfile(self, template: Template) -> None:
         key = template.group, len(template.tokens), _head(template.tokens)
         self._tree[key].remove(template.template_id)
-        self._by_length[key[:2]].discard(template.template_id)
         if self._exact.get((template.group, tuple(template.tokens))) == template.template_id:
             del self._exact[(template.group, tuple(template.tokens))]
         for position in range(len(template.tokens)):
@@ -290,7 +287,7 @@ class Miner:
         """Two positions that hold words together (``view: Set(ann); modify: Set(ann)``):
         values if the templates that agree outside them hold enough words at each."""
         differing: dict[str, frozenset[int]] = {}
-        for other in self._by_length.get((template.group, len(template.tokens)), ()):
+        for other in self._neighbours(template):
             found = self.templates[other]
             positions = frozenset(_differences(template.tokens, found.tokens, 3))
             if len(positions) <= 2:
@@ -300,6 +297,13 @@ class Miner:
             if change := self._merge(members, tuple(sorted(pair))):
                 return change
         return None
+
+    def _neighbours(self, template: Template) -> list[str]:
+        """Live templates of its length in its branch of the tree and the branch of a
+        value first: a pair of values at the very start is not looked for."""
+        length, head = len(template.tokens), _head(template.tokens)
+        heads = dict.fromkeys((head, WILDCARD))
+        return [t for h in heads for t in self._tree.get((template.group, length, h), ())]
 
     def _merge(self, members: list[Template], positions: tuple[int, ...]) -> Generalised | None:
         """One template of ``members`` if each position holds VALUES words among them."""
