@@ -126,8 +126,8 @@ REVIEWED = {
     ("memory/query.py", "root"),  # the store's path, quotes escaped
     ("memory/query.py", "source"),  # read_parquet of escaped file paths
     ("memory/query.py", "per_file"),  # parquet_schema of escaped file paths
-    ("memory/incidents.py", "where"),  # WHERE clauses written in code, values bound
-    ("memory/incidents.py", "order"),  # a constant ORDER BY
+    ("memory/matching.py", "where"),  # WHERE clauses written in code, values bound
+    ("memory/matching.py", "order"),  # a constant ORDER BY
     ("memory/embed.py", "marks"),  # "?,?,?" placeholders
 }
 _CONSTANT = re.compile(r"_?[A-Z][A-Z0-9_]*")
