@@ -8,11 +8,11 @@ and, when wrong, corrected with `testmem label`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from agents.schema import STATUS_CHANGED, ApiChange
+from agents.schema import REMOVED, STATUS_CHANGED, ApiChange
 
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 TRANSIENT_ERRORS = (
@@ -40,6 +40,7 @@ class Exchange:
     status: int | None
     error: str | None = None
     retry_after: str | None = None
+    phase: str = "call"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ class FailureContext:
     phase: str
     exception_type: str
     message: str
-    exchanges: list[Exchange] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list)  # the final attempt's own phase
+    exchange: Exchange | None = None  # the one that explains the failure ...
+    exchange_rule: str | None = None  # ... and the rule that chose it (named, error, last, setup)
     attempts: int = 1
     final_outcome: str = "failed"
     history: TestRecord = TestRecord()
@@ -75,7 +78,7 @@ class FailureContext:
     retries_tried: int = 0  # past runs where this signature was retried ...
     retries_rescued: int = 0  # ... and the retry passed
     changes: list[ApiChange] = field(default_factory=list)
-    failing_routes: frozenset[str] = frozenset()  # routes answering 500s anywhere in this run
+    failing_routes: frozenset[str] = frozenset()  # routes answering 500s in this run
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Verdict:
     reason: str
     confidence: float
     evidence: dict[str, Any] = field(default_factory=dict)
+    rule: str = "waiting"  # which rule of `classify` decided
 
 
 def classify(ctx: FailureContext, heal_after: int = 2) -> Verdict:
@@ -96,13 +100,17 @@ def classify(ctx: FailureContext, heal_after: int = 2) -> Verdict:
     for rule in (_labelled, _transient, _rescued, outdated, _flaky, _regression):
         verdict = rule(ctx)
         if verdict is not None:
-            return verdict
+            return replace(verdict, rule=_rule_name(rule))
     return Verdict(
         "none",
         "unknown",
         "first sighting with no explaining evidence; waiting for it to recur",
         0.4,
     )
+
+
+def _rule_name(rule: Any) -> str:
+    return (rule.func if isinstance(rule, partial) else rule).__name__.strip("_")
 
 
 def _labelled(ctx: FailureContext) -> Verdict | None:
@@ -187,8 +195,9 @@ def _outdated(ctx: FailureContext, heal_after: int) -> Verdict | None:
     change = touching[0]
     evidence = {"change": change.as_dict(), "observations": change.observations}
     broken = sorted(r for r in ctx.failing_routes if _resource(r) == _resource(change.route))
-    if broken:
-        # A field that vanished while its resource answers 500s is a symptom, not a design.
+    if broken and change.kind == REMOVED:
+        # A field that vanished while its resource answers 500s is a symptom, not a design;
+        # a rename, a new field or a new status is a design whatever else is failing.
         reason = f"API changed ({change.describe()}) while {broken[0]} answers server errors"
         return Verdict(
             "escalate", "regression", reason, 0.7, {**evidence, "failing_routes": broken}
@@ -205,8 +214,10 @@ def _touching_changes(ctx: FailureContext) -> list[ApiChange]:
 
 
 def _resource(route: str) -> str:
-    """The collection a route belongs to: ``/inventory/{id}`` → ``inventory``."""
-    return route.strip("/").split("/", 1)[0]
+    """The collection a route belongs to, its last name before an id:
+    ``/inventory/{id}`` → ``inventory``, ``/api/v1/articles/{slug}`` → ``articles``."""
+    names = [part for part in route.strip("/").split("/") if part and "{" not in part]
+    return names[-1] if names else ""
 
 
 def touches(change: ApiChange, text: str) -> bool:

@@ -28,13 +28,15 @@ _FAILED_TESTS = """
         FROM failures WHERE run_id = $run GROUP BY nodeid
     )
     SELECT f.nodeid, f.failure_id, f.phase, f.exception_type, f.message, f.exchange_ids,
+           e.exchange_id, e.exchange_rule,
            coalesce(a.attempts, 1) AS attempts, coalesce(a.final_outcome, 'error') AS final_outcome
     FROM last_failure f LEFT JOIN attempts a USING (nodeid)
+    LEFT JOIN explaining e USING (failure_id)
     WHERE a.failed IS NULL OR a.failed
     ORDER BY f.nodeid"""
 
 _EXCHANGES = """
-    SELECT x.exchange_id, x.method, x.route, x.status, x.error,
+    SELECT x.exchange_id, x.method, x.route, x.status, x.error, x.phase,
            json_extract_string(x.response_headers, '$."retry-after"') AS retry_after
     FROM exchanges x WHERE x.run_id = $run AND x.exchange_id IN (
         SELECT unnest(exchange_ids) FROM failures WHERE run_id = $run)"""
@@ -87,6 +89,7 @@ def build_contexts(
     contexts = []
     for test in tests:
         link = links.get(test["failure_id"])
+        own = _own_exchanges(test, exchanges)
         incident_id = link["incident_id"] if link else None
         tried, rescued = learning.get(link["signature"], (0, 0)) if link else (0, 0)
         context = FailureContext(
@@ -94,7 +97,9 @@ def build_contexts(
             phase=test["phase"] or "call",
             exception_type=test["exception_type"] or "",
             message=test["message"] or "",
-            exchanges=[exchanges[i] for i in test["exchange_ids"] or [] if i in exchanges],
+            exchanges=own,
+            exchange=exchanges.get(test["exchange_id"] or ""),
+            exchange_rule=test["exchange_rule"],
             attempts=test["attempts"],
             final_outcome=test["final_outcome"],
             history=records.get(test["nodeid"], TestRecord()),
@@ -110,11 +115,19 @@ def build_contexts(
     return contexts
 
 
+def _own_exchanges(test: dict[str, Any], exchanges: dict[str, Exchange]) -> list[Exchange]:
+    """The exchanges of the failing attempt's own phase: a fixture's login in
+    setup is no evidence about a failure of the test's body."""
+    phase = test["phase"] or "call"
+    found = [exchanges[i] for i in test["exchange_ids"] or [] if i in exchanges]
+    return [x for x in found if x.phase == phase]
+
+
 def _exchanges(history: History, run_id: str) -> dict[str, Exchange]:
     rows = history.sql(_EXCHANGES, {"run": run_id}).dicts()
     return {
         r["exchange_id"]: Exchange(
-            r["method"], r["route"], r["status"], r["error"], r["retry_after"]
+            r["method"], r["route"], r["status"], r["error"], r["retry_after"], r["phase"] or "call"
         )
         for r in rows
     }

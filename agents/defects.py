@@ -35,11 +35,19 @@ import shlex
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agents.defect_history import (
+    body_diff,
+    explaining_exchange,
+    first_failure,
+    occurrences_per_build,
+    recent_occurrences,
+    same_request_in,
+)
 from agents.sinks import Sink, SinkError, checked_id, sink_from_config, write_atomically
 from memory.errors import StoreError
 from memory.events import Fact
@@ -56,6 +64,8 @@ _ASSERTION = re.compile(r"^assert (?P<left>.+?) (?P<op>==|!=|<=|>=|<|>|not in|in
 # Headers curl sets by itself, or that would only confuse a reproduction.
 _CURL_SKIP = frozenset({"host", "content-length", "accept-encoding", "connection", "user-agent"})
 _ENTRY = re.compile(r"^(create|update)-def-[0-9a-f]{12}\.json$")
+# What a defect is, settled when it is filed (kept in ``DefectFiled``).
+_FIXED_AT_FILING = ("title", "first_bad_build", "last_good_build")
 
 
 class DefectWarning(UserWarning):
@@ -81,6 +91,7 @@ class DefectReport:
     tests: list[str] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
+    changed: str | None = None  # the same request in the last good build beside the first bad
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +120,8 @@ class DefectReport:
         ]
         if self.response:
             lines += ["", "```", self.response, "```"]
+        if self.changed:
+            lines += ["", "## What changed", "", "```", self.changed, "```"]
         lines += [
             "",
             "## Builds",
@@ -242,7 +255,7 @@ class DefectAgent:
             filed = _filed(history, incident.incident_id)
             report = build_report(incident, history, evidence, self.redactor)
             if filed:
-                return self._update(filed, report, evidence)
+                return self._update(filed, report, evidence, _seen(history, incident))
             entry = self.outbox.get("create", report.defect_id) or _entry("create", report)
             entry.update(report=report.to_dict(), run_id=evidence.get("run_id", ""))
             self.outbox.put(entry)
@@ -275,19 +288,24 @@ class DefectAgent:
         return self._deliver_update(entry)
 
     def _update(
-        self, filed: dict[str, Any], report: DefectReport, evidence: Mapping[str, Any]
+        self, filed: dict[str, Any], report: DefectReport, evidence: Mapping[str, Any], seen: str
     ) -> DefectResult:
         if report.occurrences <= filed["occurrences"]:
             pending = self.outbox.get("update", filed["defect_id"])
             if pending:
                 return self._deliver_update(pending)
             return DefectResult(filed["defect_id"], filed["reference"], created=False)
+        # What the defect is was settled at filing: a later failure of the
+        # incident updates its counts, never its title, route or first bad build.
+        report = replace(
+            report, **{k: filed[k] for k in _FIXED_AT_FILING if filed.get(k) is not None}
+        )
         entry = _entry("update", report)
         entry.update(
             defect_id=filed["defect_id"],
             reference=filed["reference"],
             run_id=evidence.get("run_id", ""),
-            text=_update_text(report),
+            text=f"Seen again: {report.occurrences} occurrences in total. {seen}",
         )
         self.outbox.put(entry)  # a newer update replaces a pending older one
         return self._deliver_update(entry)
@@ -332,7 +350,8 @@ class DefectAgent:
         }
         if kind == "DefectFiled":
             detail |= {"sink": self.sink.name, "reference": reference}
-            detail |= {"severity": report.severity, "title": report.title}
+            detail |= {"severity": report.severity}
+            detail |= {k: getattr(report, k) for k in _FIXED_AT_FILING}
         fact = Fact.of(kind, entry.get("run_id", ""), incident_id=report.incident_id, **detail)
         self.store.events.append([fact])
 
@@ -371,11 +390,14 @@ def _entry(action: str, report: DefectReport) -> dict[str, Any]:
     }
 
 
-def _update_text(report: DefectReport) -> str:
-    return (
-        f"Seen again: {report.occurrences} occurrences in total, last at {report.last_seen} "
-        f"(tests: {', '.join(report.tests)}). Latest: {report.actual}"
+def _seen(history: History, incident: Incident) -> str:
+    """Occurrences per build and the last few, for an update a person can read."""
+    builds = ", ".join(f"{build} {n}" for build, n in occurrences_per_build(history, incident))
+    recent = "; ".join(
+        f"`{r['nodeid']}` in {r['build'] or '(no build)'} at {_when(r['occurred_at'])}"
+        for r in recent_occurrences(history, incident)
     )
+    return f"Per build: {builds}. Latest: {recent}."
 
 
 # -- reading the log -----------------------------------------------------------
@@ -385,7 +407,9 @@ def _filed(history: History, incident_id: str) -> dict[str, Any] | None:
     """The incident's defect as the log knows it, with its latest occurrence count."""
     rows = history.sql(
         """SELECT detail->>'$.defect_id' AS defect_id, detail->>'$.reference' AS reference,
-                  type, CAST(detail->>'$.occurrences' AS INTEGER) AS occurrences
+                  type, CAST(detail->>'$.occurrences' AS INTEGER) AS occurrences,
+                  detail->>'$.title' AS title, detail->>'$.first_bad_build' AS first_bad_build,
+                  detail->>'$.last_good_build' AS last_good_build
            FROM facts WHERE type IN ('DefectFiled', 'DefectUpdated') AND incident_id = ?
            ORDER BY occurred_at""",
         [incident_id],
@@ -461,7 +485,11 @@ def _failure(history: History, incident: Incident, failure_id: str | None) -> di
 
 
 def _exchange(history: History, failure: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The failure's telling exchange: its last error answer, else its last request."""
+    """The exchange that explains the failure (view ``explaining``); for a log
+    without that, its last error answer, else its last request."""
+    explained = explaining_exchange(history, failure["failure_id"]) if failure else None
+    if explained:
+        return explained
     ids = list((failure or {}).get("exchange_ids") or [])
     if not ids:
         return None
@@ -491,10 +519,10 @@ def build_report(
     return DefectReport(
         defect_id=defect_id_for(incident.incident_id),
         incident_id=incident.incident_id,
-        title=clean(_title(incident, exchange, expected, actual)),
+        title=clean(_title(incident, failure, exchange, expected, actual)),
         severity=severity_of(incident),
         summary=clean(_summary(incident, evidence)),
-        reproduction=curl_command(exchange, redactor) if exchange else None,
+        reproduction=_reproduction(failure, exchange, redactor),
         expected=clean(expected),
         actual=clean(actual),
         response=clean(_response(exchange, redactor) or "") if exchange else None,
@@ -506,6 +534,7 @@ def build_report(
         tests=sorted(set(incident.tests)),
         routes=sorted(set(incident.routes)),
         signatures=sorted(set(incident.signatures)),
+        changed=clean(_what_changed(history, incident, redactor) or "") or None,
     )
 
 
@@ -527,20 +556,90 @@ def _expected_actual(
 
 
 def _title(
-    incident: Incident, exchange: Mapping[str, Any] | None, expected: str, actual: str
+    incident: Incident,
+    failure: Mapping[str, Any] | None,
+    exchange: Mapping[str, Any] | None,
+    expected: str,
+    actual: str,
 ) -> str:
+    """What broke, in a line: ``GET /orders/{id} answers 500 since v1.6.0``,
+    ``GET /users/{id}: field 'phone' missing``, ``GET /users answers 200, expected 201``."""
     if exchange:
-        route = exchange.get("route") or exchange.get("url")
-        outcome = (
-            f"answers {exchange['status']}"
-            if exchange.get("status")
-            else f"fails: {exchange.get('error')}"
-        )
-        title = f"{exchange.get('method')} {route} {outcome} (expected {expected})"
+        title = _request_title(incident, failure, exchange, expected)
     else:
         first = (incident.sample_message or "").splitlines()[:1]
         title = f"{incident.exception_type or 'Failure'}: {first[0] if first else actual}"
     return title if len(title) <= 120 else title[:119] + "…"
+
+
+def _request_title(
+    incident: Incident,
+    failure: Mapping[str, Any] | None,
+    exchange: Mapping[str, Any],
+    expected: str,
+) -> str:
+    where = f"{exchange.get('method')} {exchange.get('route') or exchange.get('url')}"
+    status = exchange.get("status")
+    since = f" since {incident.first_bad_build}" if incident.first_bad_build else ""
+    if exchange.get("error"):
+        return f"{where} fails: {exchange['error']}{since}"
+    if status and status >= 500:
+        return f"{where} answers {status}{since}"
+    missing = _missing_key(failure)
+    if missing:
+        return f"{where}: field {missing!r} missing{since}"
+    if expected.isdigit() and str(status) != expected:
+        return f"{where} answers {status}, expected {expected}{since}"
+    return f"{where} answers {status}: {_first_line(failure, incident)}"
+
+
+def _missing_key(failure: Mapping[str, Any] | None) -> str | None:
+    """The key of a ``KeyError`` the test met reading a body."""
+    if not failure or failure.get("exception_type") != "KeyError":
+        return None
+    match = re.match(r"^(?:KeyError: )?'([^']{1,80})'$", _first_line(failure, None))
+    return match[1] if match else None
+
+
+def _first_line(failure: Mapping[str, Any] | None, incident: Incident | None) -> str:
+    text = (failure or {}).get("message") or (incident.sample_message if incident else "") or ""
+    return text.splitlines()[0] if text else ""
+
+
+def _reproduction(
+    failure: Mapping[str, Any] | None, exchange: Mapping[str, Any] | None, redactor: Redactor
+) -> str | None:
+    """The test to run, and the request to send by hand when there was one."""
+    lines = (
+        [f"pytest {shlex.quote(failure['nodeid'])}"] if failure and failure.get("nodeid") else []
+    )
+    if exchange:
+        lines.append(curl_command(exchange, redactor))
+    return "\n".join(lines) or None
+
+
+def _what_changed(history: History, incident: Incident, redactor: Redactor) -> str | None:
+    """The first bad build's answer beside the same request's in the last good build."""
+    first = first_failure(history, incident)
+    bad = explaining_exchange(history, first) if first else None
+    good = same_request_in(history, bad, incident.last_good_build) if bad else None
+    if not (bad and good):
+        return None
+    lines = [
+        f"{bad.get('method')} {redactor.url(bad['url'])}",
+        f"last good build {incident.last_good_build}: HTTP {good.get('status')}",
+        f"first bad build {incident.first_bad_build}: HTTP {bad.get('status')}",
+    ]
+    diff = body_diff(_body_text(good, redactor), _body_text(bad, redactor))
+    return "\n".join(lines + (["body:", *diff] if diff else ["body: the same"]))
+
+
+def _body_text(exchange: Mapping[str, Any], redactor: Redactor) -> str | None:
+    if exchange.get("response_body_encoding") == "base64" or not exchange.get("response_body"):
+        return None
+    content_type = _headers(exchange.get("response_headers")).get("content-type", "")
+    body = str(exchange["response_body"]).encode()
+    return redactor.body(body, content_type).decode(errors="replace")
 
 
 def _summary(incident: Incident, evidence: Mapping[str, Any]) -> str:

@@ -47,6 +47,9 @@ class Decision:
     attempts: int
     final_outcome: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    rule: str = ""  # the analyzer's rule that decided
+    exchange_id: str | None = None  # the exchange the decision rests on ...
+    exchange_rule: str | None = None  # ... and why that one (named, error, last, setup)
     outcome: str | None = None  # what came of the action: heal id, defect id, or why not
 
 
@@ -251,6 +254,9 @@ def _decision(
         attempts=test["attempts"],
         final_outcome=test["final_outcome"],
         evidence=verdict.evidence,
+        rule=verdict.rule,
+        exchange_id=test.get("exchange_id"),
+        exchange_rule=test.get("exchange_rule"),
     )
 
 
@@ -297,19 +303,29 @@ def _changes(history: History, problems: list[str]) -> list[ApiChange]:
 
 
 DECISIONS = """
+    WITH latest AS (
+        SELECT * FROM facts d WHERE d.type = 'DecisionMade' AND d.run_id = ?
+        QUALIFY row_number() OVER (PARTITION BY d.nodeid ORDER BY d.occurred_at DESC) = 1
+    )
     SELECT d.run_id, d.nodeid, d.detail->>'$.action' AS action,
            d.detail->>'$.category' AS category, d.incident_id,
            coalesce(CAST(d.detail->>'$.incident_is_new' AS BOOLEAN), false) AS incident_is_new,
            CAST(d.detail->>'$.score' AS DOUBLE) AS score, d.detail->>'$.reason' AS reason,
+           d.detail->>'$.rule' AS rule,
            CAST(d.detail->>'$.attempts' AS INTEGER) AS attempts,
            d.detail->>'$.final_outcome' AS final_outcome,
-           CAST(d.detail->>'$.confidence' AS DOUBLE) AS confidence, d.failure_id
-    FROM facts d WHERE d.type = 'DecisionMade' AND d.run_id = ?
-    QUALIFY row_number() OVER (PARTITION BY d.nodeid ORDER BY d.occurred_at DESC) = 1
+           CAST(d.detail->>'$.confidence' AS DOUBLE) AS confidence, d.failure_id,
+           x.exchange_id, coalesce(d.detail->>'$.exchange_rule', e.exchange_rule) AS exchange_rule,
+           x.method, x.route, x.status
+    FROM latest d LEFT JOIN explaining e USING (failure_id)
+    LEFT JOIN exchanges x
+        ON x.exchange_id = coalesce(d.detail->>'$.exchange_id', e.exchange_id)
     ORDER BY d.nodeid"""
 
 
 def decisions(history: History, run_id: str) -> Rows:
     """The latest decision for each test of a run that failed (a forced
-    re-triage supersedes the earlier one)."""
+    re-triage supersedes the earlier one): what was decided, by which rule,
+    on which incident, and the exchange it rests on with why that one. The
+    one view of the truth `testmem decisions` and the scenarios' scorers read."""
     return history.sql(DECISIONS, [run_id])

@@ -154,7 +154,8 @@ _FIRST_FAILURES_SQL = """
     SELECT s.signature, f.message, f.exception_type, f.traceback, f.traceback_encoding,
            f.nodeid, x.method, x.route, x.status
     FROM firsts s JOIN events f ON f.failure_id = s.failure_id AND f.type = 'FailureObserved'
-    LEFT JOIN exchanges x ON x.exchange_id = f.exchange_ids[1]
+    LEFT JOIN explaining e ON e.failure_id = f.failure_id
+    LEFT JOIN exchanges x ON x.exchange_id = e.exchange_id
     ORDER BY s.at, s.signature"""
 
 

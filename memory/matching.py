@@ -331,13 +331,14 @@ class Known:
 _FAILURES_SQL = """
     SELECT f.run_id, f.failure_id, f.nodeid, f.occurred_at, f.exception_type, f.message,
            f.traceback, f.traceback_encoding, x.method, x.route, x.status
-    FROM events f LEFT JOIN exchanges x ON x.exchange_id = f.exchange_ids[1]
+    FROM events f LEFT JOIN explaining e ON e.failure_id = f.failure_id
+    LEFT JOIN exchanges x ON x.exchange_id = e.exchange_id
     WHERE f.type = 'FailureObserved' AND {where}
     ORDER BY f.occurred_at, f.failure_id"""
 
 
 def failure_rows(history: History, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    """Failures with their first exchange's method, route and status."""
+    """Failures with their explaining exchange's method, route and status."""
     return history.sql(_FAILURES_SQL.format(where=where), params).dicts()
 
 

@@ -3,7 +3,9 @@
 `History` opens an in-memory DuckDB whose views read exactly the Parquet files
 of the current Delta snapshot, so compaction running meanwhile never shows a
 reader duplicates. Views: ``events``, ``runs``, ``results``, ``exchanges``,
-``failures``, ``facts``. User SQL goes through `History.query`, which is read-only.
+``failures``, ``explaining`` (each failure's explaining exchange), ``explained``
+(failing runs an API change or a regression explains), ``facts``. User SQL goes
+through `History.query`, which is read-only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,44 @@ _DUCK_TYPES = {
     "timestamp": "TIMESTAMPTZ",
     "list<string>": "VARCHAR[]",
 }
+
+# A failure's explaining exchange, among the exchanges of its own attempt:
+# for a failure in setup (or teardown), the last of that phase ("setup"); else,
+# of the call phase, the last one whose status or path the failure text names
+# ("named"), else the last error answer ("error"), else the last ("last").
+# A fixture's setup request never explains a failure of the test's body.
+_CHOSEN = """
+    WITH candidates AS (
+        SELECT f.failure_id, f.phase AS failure_phase, x.exchange_id, x.occurred_at,
+               x.phase = coalesce(f.phase, 'call') AS own_phase,
+               (x.status IS NOT NULL
+                AND regexp_matches(coalesce(f.message, ''), '(^|\\D)' || x.status || '(\\D|$)'))
+               OR (length(x.path) > 1 AND contains(coalesce(f.message, ''), x.path)) AS named,
+               coalesce(x.status >= 400, false) OR x.error IS NOT NULL AS error
+        FROM (SELECT failure_id, phase, message, unnest(exchange_ids) AS exchange_id
+              FROM failures) f
+        JOIN (SELECT exchange_id, occurred_at, phase, status, error,
+                     regexp_extract(url, '^[a-zA-Z]+://[^/]+(/[^?#]*)', 1) AS path
+              FROM exchanges) x USING (exchange_id)
+    )
+    SELECT failure_id, exchange_id,
+           CASE WHEN coalesce(failure_phase, 'call') <> 'call' THEN 'setup'
+                WHEN named THEN 'named' WHEN error THEN 'error' ELSE 'last' END AS exchange_rule
+    FROM candidates WHERE own_phase
+    QUALIFY row_number() OVER (
+        PARTITION BY failure_id
+        ORDER BY coalesce(failure_phase, 'call') = 'call' AND named DESC,
+                 coalesce(failure_phase, 'call') = 'call' AND error DESC, occurred_at DESC) = 1"""
+# Where the recorder chose it (``FailureObserved.exchange_id``), its choice stands.
+_EXPLAINING = (
+    f"""SELECT failure_id, exchange_id, exchange_rule FROM events
+        WHERE type = 'FailureObserved' AND exchange_rule IS NOT NULL
+        UNION ALL
+        SELECT c.* FROM ({_CHOSEN}) c JOIN events f ON f.failure_id = c.failure_id
+        WHERE f.type = 'FailureObserved' AND f.exchange_rule IS NULL"""
+    if "exchange_rule" in dict(COLUMNS)
+    else _CHOSEN
+)
 
 _VIEWS = {
     # Both ends of every run in one pass over the files (a self-join of
@@ -62,6 +102,16 @@ _VIEWS = {
                message, assertion, crash_path, crash_line, traceback, traceback_size,
                traceback_sha256, traceback_truncated, exchange_ids
         FROM events WHERE type = 'FailureObserved'""",
+    # The one exchange that explains each failure, and the rule that chose it.
+    "explaining": _EXPLAINING,
+    # The failing runs of a test that triage explained by an API change or a
+    # regression: they are not flakiness (`History.flaky`, the report's flaky figures).
+    "explained": """
+        SELECT run_id, nodeid FROM (
+            SELECT run_id, nodeid, detail->>'$.category' AS category FROM events
+            WHERE type = 'DecisionMade'
+            QUALIFY row_number() OVER (PARTITION BY run_id, nodeid ORDER BY occurred_at DESC) = 1)
+        WHERE category IN ('outdated', 'regression')""",
     # Everything the memory concluded or was told (links, decisions, labels...).
     "facts": """
         SELECT run_id, occurred_at, event_id, type, nodeid, failure_id, incident_id,
@@ -211,7 +261,10 @@ class History:
         *,
         skip_always_passed: bool = False,
     ) -> Rows:
-        """Each test's record over its last ``window`` runs (``exclude_run`` left out).
+        """Each test's record over its last ``window`` runs (``exclude_run`` left out),
+        leaving out the runs whose failure was explained by an API change or a
+        regression (view ``explained``): a test broken by a deliberate change and
+        healed, or by a regression and fixed, did not flip by chance.
 
         ``flip_rate`` is the share of consecutive runs whose final outcome
         differs; ``retry_pass_rate`` the share of runs that failed first and
@@ -226,7 +279,9 @@ class History:
 
     def flaky(self, window: int = 30, min_runs: int = 3, limit: int = 50) -> Rows:
         """Tests whose outcome flips between runs or that passed only on retry
-        (see `test_records` for the rates)."""
+        (see `test_records` for the rates), not counting the failures an API
+        change or a regression explained: the one definition of flaky, which
+        the report's flaky figures share."""
         params = {"window": window, "exclude": "", "every": True, "nodeids": []}
         params |= {"skip_always_passed": False, "min_runs": min_runs, "limit": limit}
         return self.sql(_FLAKY, params)
@@ -252,6 +307,7 @@ class History:
 _TEST_RECORDS = """
     WITH counted AS MATERIALIZED (
         SELECT nodeid, run_id, occurred_at, outcome, attempt FROM results
+        ANTI JOIN explained USING (run_id, nodeid)
         WHERE outcome NOT IN ('skipped', 'xfailed') AND run_id <> $exclude
           AND ($every OR nodeid IN (SELECT unnest($nodeids)))
     ), per_run AS (

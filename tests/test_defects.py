@@ -207,13 +207,17 @@ def test_jira_gets_one_issue_and_a_comment_per_recurrence(scenario: Scenario) ->
     assert [d["reference"] for d in defects(scenario.store)] == ["SHOP-1"]
 
 
-def test_reproduction_is_a_curl_command_of_the_recorded_request(scenario: Scenario) -> None:
+def test_reproduction_is_the_test_and_a_curl_command_of_the_recorded_request(
+    scenario: Scenario,
+) -> None:
     result = DefectAgent(scenario.store, FileSink(scenario.store.subdir("defects"))).escalate(
         scenario.incident()
     )
 
     report = json.loads(Path(result.reference or "").with_suffix(".json").read_text())
-    words = shlex.split(report["reproduction"])
+    test, curl = report["reproduction"].splitlines()
+    assert shlex.split(test) == ["pytest", NODEID]
+    words = shlex.split(curl)
     assert words[:3] == ["curl", "-X", "POST"]
     assert words[3].startswith("http://127.0.0.1:8000/orders?") and "page=1" in words[3]
     assert "x-request-id: r-1" in words
@@ -354,7 +358,7 @@ def test_a_failed_comment_is_retried_by_flush(scenario: Scenario, github: FakeGi
     assert [f["detail"]["occurrences"] for f in facts(scenario.store, "DefectUpdated")] == [2]
 
 
-def test_a_failure_without_an_exchange_gets_a_report_without_reproduction(
+def test_a_failure_without_an_exchange_is_reproduced_by_its_test_alone(
     store_dir: Path,
 ) -> None:
     scene = Scenario(store_dir)
@@ -365,9 +369,8 @@ def test_a_failure_without_an_exchange_gets_a_report_without_reproduction(
     )
 
     report = json.loads(Path(result.reference or "").with_suffix(".json").read_text())
-    assert report["reproduction"] is None
+    assert report["reproduction"] == f"pytest {shlex.quote(NODEID)}"
     assert report["title"].startswith("AssertionError: assert 500 == 200")
-    assert "(no recorded request)" in Path(result.reference or "").read_text()
 
 
 def _escalate_in_another_process(root: str, url: str) -> str:

@@ -87,9 +87,12 @@ def _prepare(history: History, period: Period) -> None:
                count(*) FILTER (attempt = 1 AND outcome IN ('passed', 'xfailed', 'xpassed'))
                    AS passed,
                count(*) FILTER (attempt = 1 AND outcome IN ('failed', 'error')) AS failed,
+               count(*) FILTER (attempt = 1 AND outcome IN ('failed', 'error') AND e.nodeid IS NULL)
+                   AS unexplained,
                count(*) FILTER (attempt > 1 AND outcome = 'passed') AS rescued,
                avg(duration_s) FILTER (attempt = 1 AND outcome <> 'skipped') AS mean_s
-        FROM results, bounds WHERE occurred_at >= lo AND occurred_at < hi
+        FROM results r LEFT JOIN explained e USING (run_id, nodeid), bounds
+        WHERE occurred_at >= lo AND occurred_at < hi
         GROUP BY ALL"""
     )
 
@@ -137,7 +140,7 @@ def _tests(history: History) -> list[tuple[date, dict[str, Any]]]:
     rows = _rows(
         history,
         """SELECT week, sum(runs), sum(passed) / nullif(sum(runs), 0), sum(rescued),
-                  count(*) FILTER (WHERE least(passed + rescued, failed) > 0)
+                  count(*) FILTER (WHERE least(passed + rescued, unexplained) > 0)
            FROM test_weeks GROUP BY week""",
     )
     keys = ("tests", "pass_rate", "retries_rescued", "flaky_tests")
@@ -308,7 +311,7 @@ def _flaky(history: History, period: Period) -> dict[str, list[dict[str, Any]]]:
     rows = history.sql(
         """WITH scored AS (
                SELECT week, nodeid, runs, failed, rescued,
-                      round(least(passed + rescued, failed) / nullif(runs, 0), 3) AS flakiness
+                      round(least(passed + rescued, unexplained) / nullif(runs, 0), 3) AS flakiness
                FROM test_weeks WHERE week IN (?, ?)),
            now AS (SELECT * FROM scored WHERE week = ?),
            before AS (SELECT * FROM scored WHERE week = ?)
