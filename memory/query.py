@@ -39,7 +39,7 @@ _DUCK_TYPES = {
 _CHOSEN = """
     WITH candidates AS (
         SELECT f.failure_id, f.phase AS failure_phase, x.exchange_id, x.occurred_at,
-               x.phase = coalesce(f.phase, 'call') AS own_phase,
+               coalesce(x.phase, 'call') = coalesce(f.phase, 'call') AS own_phase,
                (x.status IS NOT NULL
                 AND regexp_matches(coalesce(f.message, ''), '(^|\\D)' || x.status || '(\\D|$)'))
                OR (length(x.path) > 1 AND contains(coalesce(f.message, ''), x.path)) AS named,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from agents.analyzer import Exchange, FailureContext, TestRecord, classify
 from agents.schema import REMOVED, RENAMED, STATUS_CHANGED, ApiChange
 
@@ -145,3 +147,34 @@ def test_api_change_outweighs_a_flaky_history() -> None:
     flaky = TestRecord(runs=10, failed_runs=5, flip_rate=0.6)
     verdict = classify(failure(message="KeyError: 'name'", changes=[rename()], history=flaky))
     assert (verdict.action, verdict.category) == ("heal", "outdated")
+
+
+def test_a_rename_heals_while_another_resource_of_the_api_answers_500s() -> None:
+    change = replace(rename(), route="/api/profiles/{username}", path="profile.image")
+    ctx = failure(
+        message="KeyError: 'image'",
+        exchanges=[Exchange("GET", "/api/profiles/{username}", 200)],
+        changes=[change],
+        failing_routes=frozenset({"/api/articles/{slug}"}),
+    )
+    assert (classify(ctx).action, classify(ctx).category) == ("heal", "outdated")
+
+
+def test_a_status_change_heals_while_the_same_resource_answers_500s_elsewhere() -> None:
+    change = ApiChange(
+        kind=STATUS_CHANGED, route="/api/users", method="POST", since_run="r3",
+        since_build="v1.3.0", observations=2, old="201", new="200",
+    )  # fmt: skip
+    ctx = failure(
+        message="assert 200 == 201",
+        exchanges=[Exchange("POST", "/api/users", 200)],
+        changes=[change],
+        failing_routes=frozenset({"/api/users/{id}/avatar"}),
+    )
+    assert classify(ctx).action == "heal"
+
+
+def test_every_verdict_names_the_rule_that_decided() -> None:
+    assert classify(failure(exchanges=[Exchange("GET", "/users/{id}", 503)])).rule == "transient"
+    assert classify(failure(exchanges=[Exchange("GET", "/users/{id}", 500)])).rule == "regression"
+    assert classify(failure()).rule == "waiting"

@@ -48,10 +48,20 @@ class Scenario:
     def __init__(self, root: Path) -> None:
         self.store = Store(root)
 
-    def run(self, build: str, *, fail: bool, nodeid: str = NODEID, exchange: bool = True) -> str:
+    def run(
+        self,
+        build: str,
+        *,
+        fail: bool,
+        nodeid: str = NODEID,
+        exchange: bool = True,
+        answered: bool = False,  # a passing run records its request's answer too
+    ) -> str:
         run_id = uuid7()
         events: list[Event] = [RunStarted(run_id=run_id, build=build)]
         failure_id = uuid7()
+        if answered and not fail:
+            events.append(_exchange(run_id, nodeid, 201, {"id": 7, "item": "book"}))
         if fail:
             x = _exchange(run_id, nodeid) if exchange else None
             events += [x] if x else []
@@ -79,7 +89,9 @@ class Scenario:
         return Incidents(self.store).get(INCIDENT)
 
 
-def _exchange(run_id: str, nodeid: str) -> HttpExchanged:
+def _exchange(
+    run_id: str, nodeid: str, status: int = 500, answer: dict[str, Any] | None = None
+) -> HttpExchanged:
     headers = {
         "authorization": f"Bearer {SECRETS[0]}",
         "content-type": "application/json",
@@ -93,11 +105,11 @@ def _exchange(run_id: str, nodeid: str) -> HttpExchanged:
         method="POST",
         url=f"http://127.0.0.1:8000/orders?api_key={SECRETS[2]}&page=1",
         route="/orders",
-        status=500,
+        status=status,
         request_headers=json.dumps(headers),
         request_body=Blob.of(json.dumps({"password": SECRETS[1], "item": "book"})),
         response_headers=json.dumps({"content-type": "application/json"}),
-        response_body=Blob.of(json.dumps({"error": "boom", "token": SECRETS[3]})),
+        response_body=Blob.of(json.dumps(answer or {"error": "boom", "token": SECRETS[3]})),
     )
 
 
@@ -446,3 +458,64 @@ def test_cli_names_a_misconfigured_sink_without_a_traceback(
 
     assert out.exit_code == 2
     assert "testmem: error: the jira sink needs TESTMEM_JIRA_URL" in out.output
+
+
+def test_the_title_names_the_request_its_status_and_the_first_bad_build(
+    scenario: Scenario,
+) -> None:
+    result = DefectAgent(scenario.store, FileSink(scenario.store.subdir("defects"))).escalate(
+        scenario.incident()
+    )
+    [filed] = facts(scenario.store, "DefectFiled")
+    assert filed["detail"]["title"] == "POST /orders answers 500 since b2"
+    assert filed["detail"]["last_good_build"] == "b1"
+    assert (
+        Path(result.reference or "").read_text().startswith("# POST /orders answers 500 since b2")
+    )
+
+
+def test_what_changed_is_the_same_request_in_the_last_good_build_beside_the_first_bad(
+    store_dir: Path,
+) -> None:
+    scene = Scenario(store_dir)
+    scene.run("b1", fail=False, answered=True)
+    scene.run("b2", fail=True)
+
+    result = DefectAgent(scene.store, FileSink(scene.store.subdir("defects"))).escalate(
+        scene.incident()
+    )
+
+    report = json.loads(Path(result.reference or "").with_suffix(".json").read_text())
+    lines = report["changed"].splitlines()
+    assert lines[1:3] == ["last good build b1: HTTP 201", "first bad build b2: HTTP 500"]
+    assert {"- id: 7", '- item: "book"', '+ error: "boom"'} <= set(lines)
+    assert "## What changed" in Path(result.reference or "").read_text()
+    assert SECRETS[3] not in report["changed"]
+
+
+def test_an_update_counts_occurrences_per_build_and_names_the_last_few(
+    scenario: Scenario, github: FakeGitHub
+) -> None:
+    agent = github_agent(scenario.store, github)
+    agent.escalate(scenario.incident())
+    scenario.run("b3", fail=True)
+    scenario.run("b3", fail=True)
+    scenario.run("b4", fail=True, nodeid="tests/test_orders.py::test_list_orders")
+
+    agent.escalate(scenario.incident())
+
+    [comment] = github.comments[1]
+    assert "Per build: b2 1, b3 2, b4 1." in comment
+    assert comment.count("`tests/test_orders.py::") == 3  # the last few, not every one
+
+
+def test_an_update_keeps_the_title_it_was_filed_with(scenario: Scenario) -> None:
+    agent = DefectAgent(scenario.store, FileSink(scenario.store.subdir("defects")))
+    agent.escalate(scenario.incident())
+    scenario.run("b3", fail=True, exchange=False)  # alone, it would be titled by its assertion
+
+    updated = agent.escalate(scenario.incident())
+
+    report = json.loads(Path(updated.reference or "").with_suffix(".json").read_text())
+    assert report["occurrences"] == 2
+    assert report["title"] == "POST /orders answers 500 since b2"

@@ -9,7 +9,17 @@ import pyarrow as pa
 import pytest
 
 from memory.errors import NotFoundError, QueryError
-from memory.events import RunFinished, RunStarted, TestFinished, arrow_schema, to_row
+from memory.events import (
+    Fact,
+    FailureObserved,
+    HttpExchanged,
+    RunFinished,
+    RunStarted,
+    TestFinished,
+    arrow_schema,
+    to_row,
+    uuid7,
+)
 from memory.log import PARTITION_BY, EventLog
 from memory.query import History
 from memory.store import Store
@@ -260,3 +270,51 @@ def _commit_as_an_older_version(log: EventLog, events: list) -> None:
     DeltaTable(str(log.path)).create_write_transaction(
         [add], mode="append", schema=arrow_schema(), partition_by=PARTITION_BY
     )
+
+
+def test_failures_an_api_change_or_a_regression_explained_are_not_flaky(store_dir):
+    outcomes = ["passed", "failed", "passed", "failed", "passed"]
+    _results(store_dir, "tests/test_a.py::test_a", [(o, 1) for o in outcomes])
+    history = History(Store.open(store_dir))
+    assert [r["nodeid"] for r in history.flaky(min_runs=3).dicts()] == ["tests/test_a.py::test_a"]
+
+    decided = [
+        Fact.of("DecisionMade", f"run-{n}", nodeid="tests/test_a.py::test_a", category=category)
+        for n, category in ((2, "regression"), (4, "outdated"))
+    ]
+    EventLog(store_dir / "events").append(decided)
+    assert History(Store.open(store_dir)).flaky(min_runs=3).rows == []
+
+
+def test_a_failure_is_explained_by_its_own_call_not_the_fixtures_login(store_dir):
+    run = "run-1"
+    login = _exchange(run, "setup", "POST", "/api/users/login", 200)
+    missing = _exchange(run, "call", "GET", "/api/articles/a-slug", 404)
+    other = _exchange(run, "call", "GET", "/api/tags", 200)
+    ids = [x.exchange_id for x in (login, missing, other)]
+    named = _failure(run, "call", "assert 404 == 200", ids)
+    unnamed = _failure(run, "call", "KeyError: 'title'", ids)
+    in_setup = _failure(run, "setup", "HTTPStatusError", ids)
+    EventLog(store_dir / "events").append([login, missing, other, named, unnamed, in_setup])
+
+    chosen = dict(
+        (row[0], (row[1], row[2]))
+        for row in History(Store.open(store_dir)).sql("SELECT * FROM explaining").rows
+    )
+    assert chosen[named.failure_id] == (missing.exchange_id, "named")
+    assert chosen[unnamed.failure_id] == (missing.exchange_id, "error")
+    assert chosen[in_setup.failure_id] == (login.exchange_id, "setup")
+
+
+def _exchange(run_id: str, phase: str, method: str, path: str, status: int) -> HttpExchanged:
+    return HttpExchanged(
+        run_id=run_id, exchange_id=uuid7(), nodeid="t.py::t", phase=phase, method=method,
+        url=f"http://testserver{path}", route=path, status=status,
+    )  # fmt: skip
+
+
+def _failure(run_id: str, phase: str, message: str, ids: list[str]) -> FailureObserved:
+    return FailureObserved(
+        run_id=run_id, failure_id=uuid7(), nodeid="t.py::t", phase=phase,
+        exception_type=message.split(":")[0], message=message, exchange_ids=ids,
+    )  # fmt: skip

@@ -1,0 +1,49 @@
+"""Issue 16's figures, as a test: the blog API's six releases, in-process, judged.
+
+One real `pytest --memory` run per release of `examples/blog_suite` (a
+FastAPI app under Starlette's TestClient, a login before every test); the
+truth comes from playing each change alone (`examples.blog_scenario`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from examples.blog_scenario import KINDS, BlogScenario, Played, defects_per_cause
+
+REGRESSIONS = {c for c, kind in KINDS.items() if kind == "regression"}
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory: pytest.TempPathFactory) -> list[Played]:
+    return BlogScenario(tmp_path_factory.mktemp("blog")).play()
+
+
+def test_every_release_ran_to_completion(played: list[Played]) -> None:
+    assert len(played) == 6
+    assert all(p.exit_code in (0, 1) for p in played), [p.output[-2000:] for p in played]
+
+
+def test_the_story_holds_a_test_hit_by_two_causes_in_one_build(played: list[Played]) -> None:
+    two = [d for p in played for d in p.decisions if len(d.causes) > 1]
+    assert any(KINDS[d.cause or ""] == "regression" for d in two), two
+
+
+def test_at_least_98_percent_of_decisions_are_right(played: list[Played]) -> None:
+    decisions = [d for p in played for d in p.decisions]
+    wrong = [(d.nodeid, d.causes, d.action, d.category, d.reason) for d in decisions if not d.right]
+    assert len(decisions) >= 30
+    assert 1 - len(wrong) / len(decisions) >= 0.98, wrong
+
+
+def test_each_regression_gets_one_defect_and_nothing_else_gets_any(played: list[Played]) -> None:
+    per_cause = {c: len(d) for c, d in defects_per_cause(played).items() if d}
+    assert per_cause == dict.fromkeys(REGRESSIONS, 1)
+
+
+def test_both_intended_changes_are_healed_and_verified(played: list[Played]) -> None:
+    heals = [h for p in played for h in p.heals]
+    healed = {h["nodeid"].split("[")[0] for h in heals if h["status"] == "verified"}
+    assert {"test_profiles.py::test_profile_image", "test_users.py::test_register"} <= healed
+    last = played[-1].decisions
+    assert not [d for d in last if KINDS.get(d.cause or "") == "intended"]
