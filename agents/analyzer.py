@@ -8,11 +8,12 @@ and, when wrong, corrected with `testmem label`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from agents.schema import REMOVED, STATUS_CHANGED, ApiChange
+from agents.schema import ADDED, REMOVED, STATUS_CHANGED, ApiChange
 
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 TRANSIENT_ERRORS = (
@@ -25,6 +26,7 @@ TRANSIENT_ERRORS = (
     "WriteError",
     "NetworkError",
 )
+_WHOLE_DICT = re.compile(r"^assert \{.*\} == \{.*\}$", re.MULTILINE)
 LABEL_VERDICTS = {
     "flaky": ("retry", "flaky"),
     "infra": ("retry", "transient"),
@@ -221,9 +223,13 @@ def _resource(route: str) -> str:
 
 
 def touches(change: ApiChange, text: str) -> bool:
-    """Does the failure text mention what changed (the old field, the old status)?"""
+    """Does the failure text mention what changed (the old field, the old status)?
+    A new field breaks a whole-dict equality without being named: pytest's diff
+    of nested dicts hides it."""
     if change.kind == STATUS_CHANGED:
         return bool(change.old and change.new) and f"{change.new} == {change.old}" in text
+    if change.kind == ADDED and _WHOLE_DICT.match(text):
+        return True
     key = change.key
     return bool(key) and any(q in text for q in (f"'{key}'", f'"{key}"'))
 

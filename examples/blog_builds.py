@@ -22,10 +22,13 @@ def _story() -> list[Release]:
     releases = [Release()]
 
     def release(label: str, **changes: Any) -> None:
-        releases.append(replace(releases[-1], label=label, seed=len(releases), **changes))
+        # A seed of its own per release, so the 503s meet other tests each time.
+        changes.setdefault("seed", len(releases))
+        releases.append(replace(releases[-1], label=label, **changes))
 
     release("v1.1.0", article_503_rate=0.15, tags_rate_limit_every=3)
-    release("v1.2.0", rename_profile_image_to="avatar", dragon_articles_fail=True)
+    # seed 10: the first request for a dragon article meets a 503, its retry the 500
+    release("v1.2.0", rename_profile_image_to="avatar", dragon_articles_fail=True, seed=10)
     release("v1.3.0", register_status=200, article_reading_time=True)
     release("v1.4.0", dragon_articles_fail=False, author_filter_fails=True)
     release("v1.5.0")

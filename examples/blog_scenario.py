@@ -66,6 +66,7 @@ class Scored:
     category: str
     reason: str
     incident_id: str | None
+    attempts: int
     final_outcome: str
     causes: list[str]  # every change of the build that breaks the test alone
     cause: str | None  # the one its final attempt shows
@@ -77,6 +78,7 @@ class Played:
     release: Release
     run_id: str
     exit_code: int
+    pytest_s: float  # the recorded run, in-run retries and their waits included
     triage_s: float
     decisions: list[Scored] = field(default_factory=list)
     heals: list[dict[str, Any]] = field(default_factory=list)
@@ -108,15 +110,16 @@ class BlogScenario:
     def play_build(self, number: int, release: Release) -> Played:
         from agents.triage import Triage
 
+        started = time.monotonic()
         done = _pytest(self.suite_dir, number, None, "--memory", f"--memory-dir={self.store_dir}",
                        f"--memory-build={release.label}", "--no-memory-triage")  # fmt: skip
+        pytest_s, started = time.monotonic() - started, time.monotonic()
         store = Store.open(self.store_dir)
         run_id = History(store).resolve_run("latest")
-        started = time.monotonic()
         Triage(store).run(run_id)
         triage_s = time.monotonic() - started
         history = History(store)
-        played = Played(release, run_id, done.returncode, triage_s, output=done.stdout)
+        played = Played(release, run_id, done.returncode, pytest_s, triage_s, output=done.stdout)
         truth = {c: self.broken_by(number, c) for c in release.changes()}
         played.decisions = score(history, run_id, truth)
         played.heals = _apply_heals(store, history, run_id, number)
@@ -171,7 +174,7 @@ def score(history: History, run_id: str, truth: dict[str, frozenset[str]]) -> li
         scored.append(
             Scored(
                 row["nodeid"], row["action"], row["category"], row["reason"], row["incident_id"],
-                row["final_outcome"], causes, cause, right,
+                row["attempts"], row["final_outcome"], causes, cause, right,
             )
         )  # fmt: skip
     return scored
@@ -241,6 +244,7 @@ def summary(played: list[Played]) -> dict[str, Any]:
         "defects_per_cause": {c: len(d) for c, d in defects_per_cause(played).items()},
         "heals": len(heals),
         "heals_verified": sum(h["status"] == "verified" for h in heals),
+        "pytest_s": [round(b.pytest_s, 2) for b in played],
         "triage_s": [round(b.triage_s, 2) for b in played],
     }
 

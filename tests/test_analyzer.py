@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from agents.analyzer import Exchange, FailureContext, TestRecord, classify
-from agents.schema import REMOVED, RENAMED, STATUS_CHANGED, ApiChange
+from agents.schema import ADDED, REMOVED, RENAMED, STATUS_CHANGED, ApiChange
 
 GET_USER = Exchange("GET", "/users/{id}", 200)
 
@@ -178,3 +178,13 @@ def test_every_verdict_names_the_rule_that_decided() -> None:
     assert classify(failure(exchanges=[Exchange("GET", "/users/{id}", 503)])).rule == "transient"
     assert classify(failure(exchanges=[Exchange("GET", "/users/{id}", 500)])).rule == "regression"
     assert classify(failure()).rule == "waiting"
+
+
+def test_a_new_field_breaking_a_whole_dict_equality_is_an_api_change() -> None:
+    change = ApiChange(
+        kind=ADDED, route="/users/{id}", method="GET", since_run="r5", since_build="v1.5.0",
+        observations=2, path="user.tier", new="string",
+    )  # fmt: skip
+    message = "assert {'user': {...}} == {'user': {...}}\n  \n  Differing items:\n  ..."
+    ctx = failure(message=message, changes=[change])
+    assert (classify(ctx).action, classify(ctx).category) == ("heal", "outdated")
