@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agents.analyzer import ApiChange, Exchange, FailureContext, TestRecord
+from agents.analyzer import TRANSIENT_STATUSES, ApiChange, Exchange, FailureContext, TestRecord
 
 if TYPE_CHECKING:  # DuckDB stays out of the retry advisor's imports
     from memory.query import History
@@ -19,19 +19,22 @@ _FAILED_TESTS = """
         SELECT nodeid, max(attempt) AS attempts, arg_max(outcome, attempt) AS final_outcome,
                bool_or(outcome IN ('failed', 'error')) AS failed
         FROM results WHERE run_id = $run GROUP BY nodeid
-    ), last_failure AS (
-        SELECT nodeid, arg_max(failure_id, occurred_at) AS failure_id,
-               arg_max(phase, occurred_at) AS phase,
-               arg_max(exception_type, occurred_at) AS exception_type,
-               arg_max(message, occurred_at) AS message,
-               arg_max(exchange_ids, occurred_at) AS exchange_ids
-        FROM failures WHERE run_id = $run GROUP BY nodeid
+    ), deciding AS (
+        -- The final attempt's failure decides, unless it met only a transient
+        -- answer after an earlier attempt had failed for a lasting reason: a
+        -- 503 on a retry does not explain a test that was failing already.
+        SELECT f.nodeid, f.failure_id, f.phase, f.exception_type, f.message, f.exchange_ids,
+               e.exchange_id, e.exchange_rule
+        FROM failures f LEFT JOIN explaining e USING (failure_id)
+        LEFT JOIN exchanges x ON x.exchange_id = e.exchange_id
+        WHERE f.run_id = $run
+        QUALIFY row_number() OVER (
+            PARTITION BY f.nodeid
+            ORDER BY coalesce(list_contains($transient, x.status), false), f.occurred_at DESC) = 1
     )
-    SELECT f.nodeid, f.failure_id, f.phase, f.exception_type, f.message, f.exchange_ids,
-           e.exchange_id, e.exchange_rule,
+    SELECT f.*,
            coalesce(a.attempts, 1) AS attempts, coalesce(a.final_outcome, 'error') AS final_outcome
-    FROM last_failure f LEFT JOIN attempts a USING (nodeid)
-    LEFT JOIN explaining e USING (failure_id)
+    FROM deciding f LEFT JOIN attempts a USING (nodeid)
     WHERE a.failed IS NULL OR a.failed
     ORDER BY f.nodeid"""
 
@@ -64,7 +67,8 @@ _INCIDENT_RUNS = """
 
 def failed_tests(history: History, run_id: str) -> list[dict[str, Any]]:
     """One row per test that failed at least once in the run (its last failure)."""
-    return history.sql(_FAILED_TESTS, {"run": run_id}).dicts()
+    params = {"run": run_id, "transient": sorted(TRANSIENT_STATUSES)}
+    return history.sql(_FAILED_TESTS, params).dicts()
 
 
 def build_contexts(

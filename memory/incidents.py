@@ -96,7 +96,7 @@ _OUTCOMES_SQL = """
 class Incidents:
     """The incidents projection, built from the log on demand."""
 
-    def __init__(self, store: Store, resolve_after: int = 3) -> None:
+    def __init__(self, store: Store, resolve_after: int = 1) -> None:
         self.history = History(store)
         self.known = Known.load(self.history)
         self.resolve_after = resolve_after

@@ -87,6 +87,16 @@ def test_decisions_carry_the_documented_fields(
     )
 
 
+def test_a_decision_shows_the_exchange_it_rests_on_and_why(recorded_twice: Recorded) -> None:
+    result = CliRunner().invoke(cli, ["--dir", str(recorded_twice.store), "decisions", "--json"])
+    found = {d["nodeid"]: d for d in json.loads(result.output)}
+    api = found["test_shop.py::test_unknown_user_is_found"]
+    assert (api["method"], api["route"], api["status"]) == ("GET", "/users/{id}", 404)
+    assert (api["exchange_rule"], api["rule"]) == ("named", "regression")
+    setup = found["test_shop.py::test_setup_error_without_any_exchange"]
+    assert setup["exchange_id"] is None and setup["rule"]
+
+
 def test_a_setup_error_with_no_exchange_gets_a_reasoned_decision(
     recorded_twice: Recorded,
 ) -> None:

@@ -70,7 +70,9 @@ def _agent_decider(store: Store, model_config: Path | None) -> Any:
 @click.option("--run", default="latest", show_default=True, help="Run id or unique prefix.")
 @output_options
 def decisions_command(run: str, fmt: str, as_json: bool) -> None:
-    """The decisions taken for each test that failed in a run.
+    """The decisions taken for each test that failed in a run: the action, the
+    rule that decided, the incident, and the exchange it rests on with the rule
+    that chose it (named, error, last, setup).
 
     Example: testmem decisions --run latest --json
     """

@@ -44,7 +44,7 @@ def similar(text: str | None, failure_id: str | None, k: int, fmt: str, as_json:
 
 @cli.command()
 @click.option("--open", "open_only", is_flag=True, help="Only incidents not resolved.")
-@click.option("--resolve-after", default=3, show_default=True, help="Passing runs that resolve.")
+@click.option("--resolve-after", default=1, show_default=True, help="Passing runs that resolve.")
 @output_options
 def incidents(open_only: bool, resolve_after: int, fmt: str, as_json: bool) -> None:
     """Incidents, most recently seen first.
@@ -72,7 +72,7 @@ def incidents(open_only: bool, resolve_after: int, fmt: str, as_json: bool) -> N
 
 @cli.command()
 @click.argument("incident_id")
-@click.option("--resolve-after", default=3, show_default=True, help="Passing runs that resolve.")
+@click.option("--resolve-after", default=1, show_default=True, help="Passing runs that resolve.")
 @json_option
 def incident(incident_id: str, resolve_after: int, as_json: bool) -> None:
     """One incident: status, label, tests, builds, occurrences and its timeline of runs.
