@@ -25,8 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +94,7 @@ class BlogScenario:
         self.store_dir = workdir / "store"
         self.suite_dir = workdir / "suite"
         self.pristine_dir = workdir / "pristine"
+        self._alone: dict[Release, frozenset[str]] = {}
 
     def play(self, on_build: Callable[[Played], None] = lambda p: None) -> list[Played]:
         if self.workdir.exists():
@@ -127,14 +127,14 @@ class BlogScenario:
         return played
 
     def broken_by(self, number: int, change: str) -> frozenset[str]:
-        """The tests that fail when ``change`` of release ``number`` is played alone."""
-        return _broken_alone(self.pristine_dir, number, change)
-
-
-@cache
-def _broken_alone(suite: Path, number: int, change: str) -> frozenset[str]:
-    done = _pytest(suite, number, change, "-rfE")
-    return frozenset(m[1] for line in done.stdout.splitlines() if (m := _FAILED_LINE.match(line)))
+        """The tests that fail when ``change`` of release ``number`` is played alone
+        (once per change: a change alone is the same in every release that keeps it)."""
+        alone = replace(self.releases[number].alone(change), label="")
+        if alone not in self._alone:
+            done = _pytest(self.pristine_dir, number, change, "-rfE")
+            failed = (_FAILED_LINE.match(line) for line in done.stdout.splitlines())
+            self._alone[alone] = frozenset(m[1] for m in failed if m)
+        return self._alone[alone]
 
 
 def _pytest(
