@@ -1,10 +1,13 @@
 """The defect agent: one structured defect per incident, ever.
 
-`DefectAgent.escalate` turns an incident into a `DefectReport` (title,
-severity, summary, a curl reproduction of the recorded request, expected vs
-actual, builds, occurrences, tests and routes) and hands it to a sink. The
-first escalation of an incident files the defect (a ``DefectFiled`` fact);
-later ones add a comment when the incident was seen again (``DefectUpdated``).
+`DefectAgent.escalate` turns an incident into a `DefectReport` (a title that
+names what broke, severity, summary, a reproduction — ``pytest NODEID``, and
+curl of the request that explains the failure when there is one — expected
+vs actual, what changed since the last good build, builds, occurrences,
+tests and routes) and hands it to a sink. The first escalation of an
+incident files the defect (a ``DefectFiled`` fact, which keeps its title and
+builds for good); later ones add a comment when the incident was seen again
+(``DefectUpdated``), summarised as occurrences per build and the last few.
 
 "Already filed?" is read from the event log, inside a lock file under
 ``DIR/defects``, so concurrent triage processes never file twice.
