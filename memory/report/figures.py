@@ -435,7 +435,8 @@ def _notes() -> list[str]:
         "Weeks are ISO weeks (Monday to Sunday) in the report's time zone.",
         "Pass rate: share of first attempts that passed; a pass on retry counts as rescued.",
         "Failures without a DecisionMade fact count as category 'unknown'.",
-        "Flakiness: min(runs passed at once or on retry, runs failed first) / runs in the week.",
+        "Flakiness: min(runs passed at once or on retry, runs failed first that triage did not"
+        " put down to an API change or a regression) / runs in the week, as `testmem flaky`.",
         f"An incident is resolved once {RESOLVED_AFTER_RUNS} runs started after its last "
         "sighting without seeing it again; time to resolve counts from its first sighting.",
         "HTTP errors: transport errors and 5xx responses. Latency quantiles are within 2.5 %.",
