@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy memory agents
 
 test: lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

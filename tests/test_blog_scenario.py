@@ -22,6 +22,10 @@ from memory.store import Store
 REGRESSIONS = {c for c, kind in KINDS.items() if kind == "regression"}
 
 
+# One worker plays the scenario once (`make test` runs `-n 2 --dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("blog-scenario")
+
+
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[BlogScenario, list[Played]]:
     scenario = BlogScenario(tmp_path_factory.mktemp("blog"))

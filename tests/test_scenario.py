@@ -14,6 +14,9 @@ from examples.scenario import REGRESSIONS, BuildResult, Scenario, defects_per_re
 from memory.query import History
 from memory.store import Store
 
+# One worker plays the scenario once (`make test` runs `-n 2 --dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("shop-scenario")
+
 
 @pytest.fixture(scope="module")
 def played(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scenario, list[BuildResult]]:
