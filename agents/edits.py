@@ -6,7 +6,6 @@ Imported only when a heal is being made (libcst is heavy).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import libcst as cst
@@ -46,6 +45,10 @@ def edit_source(
         raise EditError(f"the test file no longer parses: {exc.message}") from exc
     editor = _Editor(change, qualname, line)
     new = MetadataWrapper(module).visit(editor)
+    try:
+        cst.parse_module(new.code)  # parse what we wrote before anyone keeps it
+    except cst.ParserSyntaxError as exc:
+        raise EditError(f"the healed test would not parse: {exc.message}") from exc
     return Edited(new.code, editor.edits)
 
 
@@ -100,11 +103,10 @@ class _Editor(cst.CSTTransformer):
         change = self.change
         if not (self.active and change.kind == RENAMED and isinstance(node, cst.SimpleString)):
             return node
-        new_key = change.new_key or ""
-        if _string_value(node) != change.key or re.search(r"[\"'\\]", new_key):
+        if not change.new_key or _string_value(node) != change.key:
             return node
         self.edits += 1
-        return node.with_changes(value=f"{node.prefix}{node.quote}{new_key}{node.quote}")
+        return string_literal(change.new_key, node.quote)
 
     def leave_SubscriptElement(
         self, original: cst.SubscriptElement, updated: cst.SubscriptElement
@@ -158,12 +160,12 @@ class _Editor(cst.CSTTransformer):
                 and isinstance(comparator, cst.Integer)
                 and comparator.value == change.old
             ):
-                comparator = comparator.with_changes(value=str(change.new))
+                comparator = _integer(change.new)
                 self.edits += 1
             targets.append(target.with_changes(comparator=comparator))
         left = node.left
         if isinstance(left, cst.Integer) and left.value == change.old:
-            left = left.with_changes(value=str(change.new))
+            left = _integer(change.new)
             self.edits += 1
         return node.with_changes(left=left, comparisons=targets)
 
@@ -181,6 +183,24 @@ class _Editor(cst.CSTTransformer):
         self.edits += 1
         kind = call.args[1].with_changes(value=cst.Name(new))
         return call.with_changes(args=[call.args[0], kind])
+
+
+def string_literal(value: str, quote: str = '"') -> cst.SimpleString:
+    """``value`` as a string literal node, in ``quote`` when it needs no escape;
+    whatever the value holds, the literal evaluates to it and to nothing else."""
+    text = repr(value)
+    if quote == '"' and text[0] == "'" and '"' not in value:
+        text = f'"{text[1:-1]}"'
+    literal = cst.SimpleString(text)
+    if literal.evaluated_value != value:  # repr's output always is; kept as the proof
+        raise EditError(f"cannot write {value!r} as a string literal")
+    return literal
+
+
+def _integer(value: str | None) -> cst.Integer:
+    if not str(value).isdigit():
+        raise EditError(f"{value!r} is not a status code")
+    return cst.Integer(str(int(str(value))))
 
 
 def _mentions_status(node: cst.BaseExpression) -> bool:
