@@ -154,8 +154,9 @@ def _propose(
     if changed_lines(diff) > MAX_CHANGED_LINES:
         return NoHeal(f"the patch would change {changed_lines(diff)} lines: too large to heal")
     incident_id = incident_id or _incident_of(history, failure)
-    # The id is a digest of test and patch: the same heal is proposed once.
-    heal_id = _sha(f"{failure['nodeid']}\n{diff}")[:12]
+    # The id is a digest of test function and patch: the same heal is proposed
+    # once, for all the cases of a parametrised test.
+    heal_id = _sha(f"{test_function(str(failure['nodeid']))}\n{diff}")[:12]
     heal = Heal(
         heal_id=heal_id,
         nodeid=str(failure["nodeid"]),
@@ -168,6 +169,12 @@ def _propose(
     if not heal.path.exists():
         _record(store, failure, heal, test, exchanges)
     return heal
+
+
+def test_function(nodeid: str) -> str:
+    """The nodeid of the test function: ``f.py::test_x[1-a]`` -> ``f.py::test_x``."""
+    head, sep, last = nodeid.rpartition("::")
+    return f"{head}{sep}{last.split('[', 1)[0]}"
 
 
 def changes_for(
@@ -327,6 +334,7 @@ def _record(
         failure_id=failure.get("failure_id"),
         incident_id=heal.incident_id,
         heal_id=heal.heal_id,
+        test=test_function(heal.nodeid),
         path=str(heal.path),
         change=heal.change.describe(),
         api_change=heal.change.as_dict(),
@@ -417,8 +425,10 @@ def _patch_file(store: Store, heal: dict[str, Any]) -> str:
 
 
 def rerun_test(heal: dict[str, Any], api_base_url: str | None) -> tuple[int, str]:
-    """Run the healed test alone with pytest in a subprocess; (exit code, output)."""
-    command = [sys.executable, "-m", "pytest", heal["nodeid"], "-q", "-p", "no:cacheprovider"]
+    """Run the healed test function (every case of it) with pytest in a
+    subprocess; (exit code, output)."""
+    test = heal.get("test") or test_function(heal["nodeid"])
+    command = [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider"]
     env = dict(os.environ)
     if api_base_url:
         command += ["--api-base-url", api_base_url]
