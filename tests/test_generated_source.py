@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,3 +150,45 @@ def test_a_heal_writes_any_renamed_key_as_a_literal_of_it(new_key: str) -> None:
     assert {n.id for n in ast.walk(ast.parse(edited.source)) if isinstance(n, ast.Name)} == {
         "api_client", "body"
     }  # fmt: skip
+
+
+# GET /repos/{owner}/{repo} as GitHub answered it, from octokit/fixtures (MIT),
+# scenarios/api.github.com/get-repository (some of its URL fields left out).
+GITHUB_REPOSITORY = json.loads(
+    (Path(__file__).parent / "data" / "octokit_get_repository.json").read_text()
+)
+REPO_SUITE = """
+def test_repository(api_client):
+    response = api_client.get("/repos/octokit-fixture-org/hello-world")
+    assert response.json()["full_name"] == "octokit-fixture-org/hello-world"
+"""
+
+
+def test_a_real_apis_answer_with_hostile_keys_gives_tests_that_pass_and_run_nothing(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "pwned"
+    breakout, issue = payloads(marker)[1], payloads(marker)[0]
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_repository.py").write_text(REPO_SUITE)
+    path = "/repos/octokit-fixture-org/hello-world"
+    with serve_json({path: GITHUB_REPOSITORY}) as api:
+        record(tmp_path, api.url, "v1")
+        record(tmp_path, api.url, "v2")
+        hostile = dict(GITHUB_REPOSITORY, **{issue: None, "topics": [breakout]})
+        hostile["owner"] = dict(GITHUB_REPOSITORY["owner"], **{breakout: "{__import__}"})
+        api.answers[path] = hostile
+        record(tmp_path, api.url, "v3")
+        record(tmp_path, api.url, "v4")
+        (generated,) = generate(tmp_path)
+        assert generated["path"], generated["reason"]
+        source = Path(str(generated["path"])).read_text()
+        written = str(generated["path"])
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", written, "-q", "--api-base-url", api.url],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert not marker.exists()
+    assert {issue, breakout, "topics"} <= literals(source)
+    assert done.returncode == 0, done.stdout
