@@ -3,7 +3,7 @@
 When a GET route gains a field, or a new GET route appears (`agents.schema`),
 it writes pytest tests in the suite's style — one request through the suite's
 own client (``api_client`` for a live API, else the fixture the recorded tests
-used: `agents.clients`), the status, then presence, type and format checks (ISO
+used: `agents.client_fixture`), the status, then presence, type and format checks (ISO
 timestamps, e-mail addresses), and for routes with ids an unknown id → 404 —
 runs them where they will live, as the suite runs (its configuration and
 conftest files), keeps the ones that pass, writes them under ``tests/generated/``
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agents.clients import client_fixture
+from agents.client_fixture import client_fixture
 from agents.schema import (
     ADDED,
     NEW_ROUTE,
