@@ -15,16 +15,8 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from agents.schema import ADDED, RENAMED, STATUS_CHANGED, TYPE_CHANGED, ApiChange
+from agents.source import PY_TYPES
 from memory.errors import TestmemError
-
-PY_TYPES = {
-    "string": "str",
-    "integer": "int",
-    "number": "float",
-    "boolean": "bool",
-    "object": "dict",
-    "array": "list",
-}
 
 
 class EditError(TestmemError):

@@ -39,6 +39,7 @@ from agents.schema import (
 )
 from agents.source import (
     DEFAULT_FIXTURE,
+    PY_TYPES,
     TestCase,
     expression,
     identifier,
@@ -52,14 +53,6 @@ from memory.store import Store
 
 DEFAULT_OUT = Path("tests/generated")
 VERIFY_TIMEOUT_S = 300
-_PY_TYPES = {
-    "string": "str",
-    "integer": "int",
-    "number": "float",
-    "boolean": "bool",
-    "object": "dict",
-    "array": "list",
-}
 _EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 
 Verifier = Callable[[Path, str | None], set[str]]  # (test file, API URL) -> names that passed
@@ -277,7 +270,7 @@ def _subscripts(root: str, keys: list[str]) -> ast.expr:
 
 def _isinstance_types(types: set[str]) -> str | None:
     """The type (or tuple of types) an isinstance check takes, as our own source text."""
-    names = sorted({_PY_TYPES[t] for t in types if t in _PY_TYPES})
+    names = sorted({PY_TYPES[t] for t in types if t in PY_TYPES})
     if "float" in names and "int" not in names:
         names.append("int")  # 20.0 may come back as 20
     if not names:

@@ -19,6 +19,14 @@ from dataclasses import dataclass
 from memory.errors import TestmemError
 
 DEFAULT_FIXTURE = "api_client"  # testmem's own client fixture, for a live API
+PY_TYPES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "object": "dict",
+    "array": "list",
+}  # JSON types as Python names them
 _STDLIB = {"datetime": "from datetime import datetime", "re": "import re"}
 
 
