@@ -116,3 +116,13 @@ def test_a_client_fixture_that_is_no_name_is_a_usage_error(suite: Path) -> None:
     assert result.exit_code == 2
     assert "not a Python identifier" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_client_fixture_named_in_tool_testmem_wins(
+    suite: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (suite / "pyproject.toml").write_text('[tool.testmem]\nclient_fixture = "no_such_fixture"\n')
+    monkeypatch.chdir(suite)
+    (generated,) = generate(suite)
+    assert generated["path"] is None
+    assert "through fixture 'no_such_fixture'" in str(generated["reason"])

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from runs import record
 
+from agents import generator
 from agents.cli import cli
 from agents.edits import edit_source
-from agents.generator import test_cases
 from agents.schema import RENAMED, ApiChange, Snapshot, _add_shape, leaf
 from agents.source import SourceError, is_identifier, module
 
@@ -107,7 +107,9 @@ def test_any_answer_gives_a_module_that_parses_and_holds_it_only_as_literals(
     latest = Snapshot("run", label, datetime.now(UTC), statuses={200}, urls=["http://h/x/1"])
     _add_shape(latest, answer, "")
     fields = sorted(latest.types)
-    cases = test_cases("/x/{id}", latest, fields) + test_cases("/x/{id}", latest, None)
+    cases = generator.test_cases("/x/{id}", latest, fields) + generator.test_cases(
+        "/x/{id}", latest, None
+    )
     source = module(f"build {label}", cases)
     tree = ast.parse(source)
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
@@ -129,7 +131,7 @@ def test_a_client_fixture_that_is_no_identifier_is_refused(fixture: str) -> None
     latest = Snapshot("run", "", datetime.now(UTC), statuses={200}, urls=["http://h/x"])
     _add_shape(latest, {"id": 1}, "")
     with pytest.raises(SourceError):
-        module("doc", test_cases("/x", latest, ["id"]), fixture)
+        module("doc", generator.test_cases("/x", latest, ["id"]), fixture)
 
 
 HEALED = """
