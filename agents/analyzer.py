@@ -204,7 +204,7 @@ def _outdated(ctx: FailureContext, heal_after: int) -> Verdict | None:
         return Verdict(
             "escalate", "regression", reason, 0.7, {**evidence, "failing_routes": broken}
         )
-    if change.observations < heal_after:
+    if not change.settled(heal_after):
         reason = f"API changed ({change.describe()}); seen in {change.observations} run(s), "
         return Verdict("none", "outdated", reason + f"healing after {heal_after}", 0.6, evidence)
     return Verdict("heal", "outdated", f"API changed: {change.describe()}", 0.85, evidence)

@@ -1,18 +1,22 @@
 """The generator: new tests for what the API started answering.
 
 When a GET route gains a field, or a new GET route appears (`agents.schema`),
-it writes pytest tests in the suite's style — one request through
-``api_client``, the status, then presence, type and format checks (ISO
+it writes pytest tests in the suite's style — one request through the suite's
+own client (``api_client`` for a live API, else the fixture the recorded tests
+used: `agents.client_fixture`), the status, then presence, type and format checks (ISO
 timestamps, e-mail addresses), and for routes with ids an unknown id → 404 —
-runs them against the live API in a pytest subprocess, keeps the ones that
-pass, writes them under ``tests/generated/`` and appends ``TestsGenerated``.
-A file that exists is never overwritten.
+runs them where they will live, as the suite runs (its configuration and
+conftest files), keeps the ones that pass, writes them under ``tests/generated/``
+and appends ``TestsGenerated``. The source is a syntax tree (`agents.source`):
+no key or label from the API can become code. A file that exists is never
+overwritten.
 """
 
 from __future__ import annotations
 
+import ast
 import json
-import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agents.client_fixture import client_fixture
 from agents.schema import (
     ADDED,
     NEW_ROUTE,
@@ -32,31 +37,25 @@ from agents.schema import (
     snapshots,
     value_format,
 )
+from agents.source import (
+    DEFAULT_FIXTURE,
+    PY_TYPES,
+    TestCase,
+    expression,
+    identifier,
+    is_identifier,
+    module,
+    statements,
+)
 from memory.events import Fact
 from memory.query import History
 from memory.store import Store
 
 DEFAULT_OUT = Path("tests/generated")
 VERIFY_TIMEOUT_S = 300
-_PY_TYPES = {
-    "string": "str",
-    "integer": "int",
-    "number": "float",
-    "boolean": "bool",
-    "object": "dict",
-    "array": "list",
-}
 _EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 
-Verifier = Callable[[Path, str], set[str]]  # (test file, API URL) -> names that passed
-
-
-@dataclass(frozen=True)
-class TestCase:
-    __test__ = False
-    name: str
-    body: list[str]  # lines of the function body, unindented
-    imports: frozenset[str] = frozenset()
+Verifier = Callable[[Path, str | None], set[str]]  # (test file, API URL) -> names that passed
 
 
 @dataclass
@@ -71,6 +70,21 @@ class Generated:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Suite:
+    """Where generated tests go and how they reach the API: through ``fixture``
+    (testmem's ``api_client`` at ``url`` for a live API, or the suite's own client)."""
+
+    out: Path
+    fixture: str
+    url: str | None
+    verify: Verifier
+
+    @property
+    def live(self) -> bool:
+        return self.fixture == DEFAULT_FIXTURE
+
+
 def generate_tests(
     store: Store,
     history: History,
@@ -78,8 +92,10 @@ def generate_tests(
     api_base_url: str | None = None,
     min_observations: int = 1,
     verify: Verifier | None = None,
+    fixture: str | None = None,
 ) -> list[Generated]:
-    """Write tests for every new GET field or route not covered before."""
+    """Write tests for every new GET field or route not covered before, through
+    ``fixture`` (default: the one the recorded tests of the route used)."""
     series = snapshots(history, method="GET")
     changes = [
         c
@@ -93,10 +109,12 @@ def generate_tests(
         fields = sorted(str(c.path) for c in route_changes if c.kind == ADDED)
         if (route, tuple(fields)) in done:
             continue
-        url = api_base_url or _base_url(latest)
-        result = _generate_route(route, fields, route_changes, latest, out, url, verify)
+        client = fixture or client_fixture(history, route, "GET")
+        url = (api_base_url or _base_url(latest)) if client == DEFAULT_FIXTURE else None
+        suite = Suite(out, client, url, verify or run_tests)
+        result = _generate_route(route, fields, route_changes, latest, suite)
         if result.path:
-            _record(store, latest, route_changes, result, url)
+            _record(store, latest, route_changes, result, suite)
         results.append(result)
     return results
 
@@ -120,48 +138,49 @@ def _already_generated(history: History) -> set[tuple[str, tuple[str, ...]]]:
 
 
 def _generate_route(
-    route: str,
-    fields: list[str],
-    changes: list[ApiChange],
-    latest: Snapshot,
-    out: Path,
-    url: str | None,
-    verify: Verifier | None,
+    route: str, fields: list[str], changes: list[ApiChange], latest: Snapshot, suite: Suite
 ) -> Generated:
     result = Generated(route, "GET", fields)
     is_new_route = any(c.kind == NEW_ROUTE for c in changes)
     cases = test_cases(route, latest, None if is_new_route else fields)
-    target = out / _file_name(route, fields)
+    target = suite.out / _file_name(route, fields)
     if not cases:
         result.reason = "nothing to check in its answers"
     elif target.exists():
         result.reason = f"{target} exists (never overwritten)"
-    elif not url:
-        result.reason = "no API base URL: pass --api-base-url"
+    elif suite.live and not suite.url:
+        result.reason = "no API base URL: pass --api-base-url (or name the suite's client fixture)"
     else:
-        header = _header(route, fields, changes, latest, url)
-        passed = _keep_passing(cases, header, url, verify or run_tests)
+        docstring = _docstring(route, fields, changes, latest, suite.url)
+        created = not suite.out.exists()
+        suite.out.mkdir(parents=True, exist_ok=True)
+        passed = _keep_passing(cases, docstring, suite)
+        if created and not passed:
+            suite.out.rmdir()  # nothing kept: no empty folder left behind
         if passed:
-            out.mkdir(parents=True, exist_ok=True)
-            target.write_text(render(header, passed), encoding="utf-8")
+            target.write_text(module(docstring, passed, suite.fixture), encoding="utf-8")
             result.path, result.tests = target, [c.name for c in passed]
         else:
-            result.reason = f"no generated test passed against {url}"
+            where = f"against {suite.url}" if suite.url else f"through fixture {suite.fixture!r}"
+            result.reason = f"no generated test passed {where}"
     return result
 
 
-def _keep_passing(cases: list[TestCase], header: str, url: str, verify: Verifier) -> list[TestCase]:
-    """The cases that pass against the live API, checked again once together."""
-    with tempfile.TemporaryDirectory(prefix="testmem-generate-") as tmp:
-        candidate = Path(tmp) / "test_candidate.py"
-        candidate.write_text(render(header, cases), encoding="utf-8")
-        passed = verify(candidate, url)
+def _keep_passing(cases: list[TestCase], docstring: str, suite: Suite) -> list[TestCase]:
+    """The cases that pass where they will live (beside the suite's conftest
+    files), checked again once together."""
+    candidate = suite.out / f"test_testmem_candidate_{secrets.token_hex(6)}.py"
+    try:
+        candidate.write_text(module(docstring, cases, suite.fixture), encoding="utf-8")
+        passed = suite.verify(candidate, suite.url)
         kept = [c for c in cases if c.name in passed]
         if kept and len(kept) < len(cases):
-            candidate.write_text(render(header, kept), encoding="utf-8")
-            if verify(candidate, url) != {c.name for c in kept}:
+            candidate.write_text(module(docstring, kept, suite.fixture), encoding="utf-8")
+            if suite.verify(candidate, suite.url) != {c.name for c in kept}:
                 return []
         return kept
+    finally:
+        candidate.unlink(missing_ok=True)
 
 
 # -- test cases ---------------------------------------------------------------------
@@ -170,45 +189,63 @@ def _keep_passing(cases: list[TestCase], header: str, url: str, verify: Verifier
 def test_cases(route: str, latest: Snapshot, fields: list[str] | None) -> list[TestCase]:
     """One test per new field in ``fields``; for a new route (``fields`` None),
     one test of all its top-level fields and, with ids, a not-found check."""
-    target = _request_target(latest)
-    slug = _identifier(route)
-    request = [f"response = api_client.get({json.dumps(target)})"]
+    slug = identifier(route)
+    request = statements("response = CLIENT.get(TARGET)", TARGET=_request_target(latest))
     if len(latest.statuses) == 1:
-        request.append(f"assert response.status_code == {next(iter(latest.statuses))}")
-    request.append("body = response.json()")
+        status = next(iter(latest.statuses))
+        request += statements("assert response.status_code == STATUS", STATUS=status)
+    request += statements("body = response.json()")
     if fields is None:
-        checks = [line for path in _top_level(latest) for line in field_checks(path, latest)]
-        named = [(f"test_get_{slug}_answers_with_its_fields", checks)] if checks else []
+        checks = [s for path in _top_level(latest) for s in field_checks(path, latest)]
+        named = [(f"test_get_{slug}_answers_with_its_fields", checks)]
     else:
-        named = [(f"test_get_{slug}_has_{_identifier(p)}", field_checks(p, latest)) for p in fields]
-    cases = [TestCase(name, request + checks, _imports(checks)) for name, checks in named if checks]
+        named = [(f"test_get_{slug}_has_{identifier(p)}", field_checks(p, latest)) for p in fields]
+    cases = _unique([TestCase(name, tuple(request + checks)) for name, checks in named if checks])
     if fields is None and "{id}" in route:
-        cases.append(_not_found_case(route, target, slug))
+        cases.append(_not_found_case(route, _request_target(latest), slug))
     return cases
 
 
-def field_checks(path: str, latest: Snapshot) -> list[str]:
+def _unique(cases: list[TestCase]) -> list[TestCase]:
+    """Keys that spell alike (``a-b``, ``a_b``) get numbered names; a name that is
+    still no identifier is dropped."""
+    seen: dict[str, int] = {}
+    kept = []
+    for case in cases:
+        seen[case.name] = seen.get(case.name, 0) + 1
+        name = case.name if seen[case.name] == 1 else f"{case.name}_{seen[case.name]}"
+        if is_identifier(name):
+            kept.append(TestCase(name, case.body))
+    return kept
+
+
+def field_checks(path: str, latest: Snapshot) -> list[ast.stmt]:
     """Presence, type and format assertions for one key path (at most one array level)."""
     located = _locate(path)
     if located is None:
         return []
     items, container, key = located
-    value = f"{container}[{json.dumps(key)}]"
-    lines = [f"assert {json.dumps(key)} in {container}"]
+    value = expression("OBJECT[KEY]", OBJECT=container, KEY=key)
+    checks = statements("assert KEY in OBJECT", KEY=key, OBJECT=container)
     kind = _isinstance_types(latest.types.get(path, set()))
     if kind:
-        lines.append(f"assert isinstance({value}, {kind})")
+        checks += statements(f"assert isinstance(VALUE, {kind})", VALUE=value)
     fmt = value_format(latest.samples.get(path, set()))
     if fmt == "date-time":
-        lines.append(f"assert datetime.fromisoformat({value}).tzinfo is not None")
+        checks += statements("assert datetime.fromisoformat(VALUE).tzinfo is not None", VALUE=value)
     elif fmt == "email":
-        lines.append(f"assert re.fullmatch(r{json.dumps(_EMAIL_PATTERN)}, {value})")
+        checks += statements(
+            "assert re.fullmatch(PATTERN, VALUE)", PATTERN=_EMAIL_PATTERN, VALUE=value
+        )
     if items is None:
-        return lines
-    return [f"for item in {items}:", *(f"    {line}" for line in lines)]
+        return checks
+    (loop,) = statements("for item in ITEMS: pass", ITEMS=items)
+    assert isinstance(loop, ast.For)
+    loop.body = checks
+    return [loop]
 
 
-def _locate(path: str) -> tuple[str | None, str, str] | None:
+def _locate(path: str) -> tuple[ast.expr | None, ast.expr, str] | None:
     """(list to loop over or None, expression of the object, key) for a key path."""
     head, sep, tail = path.rpartition(".")
     key = tail.removesuffix("[]")
@@ -216,19 +253,24 @@ def _locate(path: str) -> tuple[str | None, str, str] | None:
         return None
     parts = head.split(".") if sep else []
     if "[]" not in head:
-        return None, _expression("body", parts), key
+        return None, _subscripts("body", parts), key
     index = next(i for i, p in enumerate(parts) if p.endswith("[]"))
     outer = [*parts[:index], parts[index].removesuffix("[]")]
-    items = _expression("body", [p for p in outer if p])
-    return items, _expression("item", parts[index + 1 :]), key
+    items = _subscripts("body", [p for p in outer if p])
+    return items, _subscripts("item", parts[index + 1 :]), key
 
 
-def _expression(root: str, keys: list[str]) -> str:
-    return root + "".join(f"[{json.dumps(k)}]" for k in keys)
+def _subscripts(root: str, keys: list[str]) -> ast.expr:
+    """``root["a"]["b"]`` for keys a, b, each key a string literal."""
+    node: ast.expr = ast.Name(root, ast.Load())
+    for key in keys:
+        node = expression("OBJECT[KEY]", OBJECT=node, KEY=key)
+    return node
 
 
 def _isinstance_types(types: set[str]) -> str | None:
-    names = sorted({_PY_TYPES[t] for t in types if t in _PY_TYPES})
+    """The type (or tuple of types) an isinstance check takes, as our own source text."""
+    names = sorted({PY_TYPES[t] for t in types if t in PY_TYPES})
     if "float" in names and "int" not in names:
         names.append("int")  # 20.0 may come back as 20
     if not names:
@@ -250,11 +292,11 @@ def _not_found_case(route: str, target: str, slug: str) -> TestCase:
         ("999999999" if s.isdigit() else "zz-999999-missing") if t == "{id}" else s
         for s, t in zip(segments, template, strict=False)
     ]
-    body = [
-        f"response = api_client.get({json.dumps('/'.join(missing))})",
-        "assert response.status_code == 404",
-    ]
-    return TestCase(f"test_get_{slug}_unknown_id_returns_404", body)
+    body = statements(
+        "response = CLIENT.get(TARGET)\nassert response.status_code == 404",
+        TARGET="/".join(missing),
+    )
+    return TestCase(f"test_get_{slug}_unknown_id_returns_404", tuple(body))
 
 
 def _request_target(latest: Snapshot) -> str:
@@ -264,51 +306,29 @@ def _request_target(latest: Snapshot) -> str:
     return url.path + (f"?{url.query}" if url.query else "")
 
 
-def _identifier(text: str) -> str:
-    return re.sub(r"_+", "_", re.sub(r"\W", "_", text.replace("{id}", "id"))).strip("_").lower()
-
-
-def _imports(lines: list[str]) -> frozenset[str]:
-    return frozenset(m for m in ("datetime", "re") if any(f"{m}." in line for line in lines))
-
-
 # -- rendering ------------------------------------------------------------------------
 
 
-def render(header: str, cases: list[TestCase]) -> str:
-    imports = set().union(*(c.imports for c in cases))
-    stdlib = (["import re"] if "re" in imports else []) + (
-        ["from datetime import datetime"] if "datetime" in imports else []
-    )
-    lines = [header, "", "from __future__ import annotations", ""]
-    lines += [*stdlib, ""] if stdlib else []
-    lines += ["import httpx", ""]
-    for case in cases:
-        lines += ["", f"def {case.name}(api_client: httpx.Client) -> None:"]
-        lines += [f"    {line}" for line in case.body]
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _header(
-    route: str, fields: list[str], changes: list[ApiChange], latest: Snapshot, url: str
+def _docstring(
+    route: str, fields: list[str], changes: list[ApiChange], latest: Snapshot, url: str | None
 ) -> str:
     runs = sorted({c.since_run for c in changes} | {latest.run_id})
     builds = sorted({c.since_build for c in changes} | {latest.build} - {""})
     what = f"new field(s) {', '.join(fields)}" if fields else "a new route"
     day = datetime.now(UTC).strftime("%Y-%m-%d")
+    where = f"against {url}" if url else "in this suite"
     return (
-        f'"""Generated by testmem on {day} from runs {", ".join(runs)}'
+        f"Generated by testmem on {day} from runs {', '.join(runs)}"
         f"{' (builds ' + ', '.join(builds) + ')' if builds else ''}.\n\n"
-        f"GET {route}: {what}. Every test here passed against {url} when generated.\n"
-        'Edit freely: `testmem generate` never overwrites this file.\n"""'
+        f"GET {route}: {what}. Every test here passed {where} when generated.\n"
+        "Edit freely: `testmem generate` never overwrites this file.\n"
     )
 
 
 def _file_name(route: str, fields: list[str]) -> str:
-    name = f"test_get_{_identifier(route)}"
+    name = f"test_get_{identifier(route)}"
     if fields:
-        name += "_" + "_".join(_identifier(f) for f in fields)[:60].rstrip("_")
+        name += "_" + "_".join(identifier(f) for f in fields)[:60].rstrip("_")
     return name + ".py"
 
 
@@ -323,20 +343,19 @@ def _base_url(latest: Snapshot) -> str | None:
 # -- verifying and recording --------------------------------------------------------
 
 
-def run_tests(test_file: Path, api_base_url: str) -> set[str]:
-    """Run a test file with pytest in a subprocess: the names of the tests that passed."""
-    folder = test_file.parent
-    (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # no outer config
-    report = folder / "report.xml"
-    command = [sys.executable, "-m", "pytest", test_file.name, "-q", "-p", "no:cacheprovider"]
-    command += ["--api-base-url", api_base_url, f"--junitxml={report}"]
-    try:
-        subprocess.run(
-            command, cwd=folder, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S
-        )
-        cases = ET.parse(report).getroot().iter("testcase")
-    except (OSError, subprocess.TimeoutExpired, ET.ParseError):
-        return set()
+def run_tests(test_file: Path, api_base_url: str | None) -> set[str]:
+    """Run a test file with pytest in a subprocess, as the suite runs it (its
+    configuration and conftest files): the names of the tests that passed."""
+    with tempfile.TemporaryDirectory(prefix="testmem-generate-") as tmp:
+        report = Path(tmp) / "report.xml"
+        command = [sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider"]
+        command += [f"--junitxml={report}"]
+        command += ["--api-base-url", api_base_url] if api_base_url else []
+        try:
+            subprocess.run(command, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S)
+            cases = list(ET.parse(report).getroot().iter("testcase"))
+        except (OSError, subprocess.TimeoutExpired, ET.ParseError):
+            return set()
     return {
         str(case.get("name"))
         for case in cases
@@ -345,7 +364,7 @@ def run_tests(test_file: Path, api_base_url: str) -> set[str]:
 
 
 def _record(
-    store: Store, latest: Snapshot, changes: list[ApiChange], result: Generated, url: str | None
+    store: Store, latest: Snapshot, changes: list[ApiChange], result: Generated, suite: Suite
 ) -> None:
     store.events.append(
         [
@@ -359,7 +378,8 @@ def _record(
                 fields=result.fields,
                 changes=[c.describe() for c in changes],
                 runs=sorted({c.since_run for c in changes} | {latest.run_id}),
-                api_base_url=url,
+                api_base_url=suite.url,
+                fixture=suite.fixture,
             )
         ]
     )

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agents.patches import PatchError, applies, apply_patch, changed_lines, reverse, unified_diff
-from agents.schema import REMOVED, RENAMED, STATUS_CHANGED, TYPE_CHANGED, ApiChange, detect_changes
+from agents.schema import (
+    ADDED,
+    REMOVED,
+    RENAMED,
+    STATUS_CHANGED,
+    TYPE_CHANGED,
+    ApiChange,
+    detect_changes,
+)
 from memory.errors import NotFoundError, TestmemError
 from memory.events import Fact
 from memory.query import History, Rows
@@ -58,6 +66,7 @@ class Heal:
     test_file: Path
     change: ApiChange
     diff: str
+    how: str = ""  # for an added field: expected dict updated, or a tolerant comparison
 
 
 @dataclass(frozen=True)
@@ -149,13 +158,14 @@ def _propose(
     edited = _first_edit(test, failure, exchanges, candidates, min_observations)
     if isinstance(edited, NoHeal):
         return edited
-    chosen, new_source = edited
-    diff = unified_diff(test.source, new_source, test.relpath)
+    chosen, new = edited
+    diff = unified_diff(test.source, new.source, test.relpath)
     if changed_lines(diff) > MAX_CHANGED_LINES:
         return NoHeal(f"the patch would change {changed_lines(diff)} lines: too large to heal")
     incident_id = incident_id or _incident_of(history, failure)
-    # The id is a digest of test and patch: the same heal is proposed once.
-    heal_id = _sha(f"{failure['nodeid']}\n{diff}")[:12]
+    # The id is a digest of test function and patch: the same heal is proposed
+    # once, for all the cases of a parametrised test.
+    heal_id = _sha(f"{test_function(str(failure['nodeid']))}\n{diff}")[:12]
     heal = Heal(
         heal_id=heal_id,
         nodeid=str(failure["nodeid"]),
@@ -163,11 +173,18 @@ def _propose(
         path=store.subdir("heals") / f"{heal_id}.patch",
         test_file=test.path,
         change=chosen,
-        diff=diff,
+        diff=f"heal: {new.how}\n{diff}" if new.how else diff,
+        how=new.how,
     )
     if not heal.path.exists():
         _record(store, failure, heal, test, exchanges)
     return heal
+
+
+def test_function(nodeid: str) -> str:
+    """The nodeid of the test function: ``f.py::test_x[1-a]`` -> ``f.py::test_x``."""
+    head, sep, last = nodeid.rpartition("::")
+    return f"{head}{sep}{last.split('[', 1)[0]}"
 
 
 def changes_for(
@@ -221,7 +238,7 @@ def _first_edit(
     exchanges: list[dict[str, Any]],
     candidates: list[ApiChange],
     min_observations: int,
-) -> tuple[ApiChange, str] | NoHeal:
+) -> tuple[ApiChange, Edited] | NoHeal:
     reasons = []
     for change in candidates:
         reason = _unhealable(change, exchanges, min_observations)
@@ -235,7 +252,7 @@ def _first_edit(
             reasons.append(f"the failing assertion is not about it ({change.describe()})")
             continue
         scope = None if change.kind == RENAMED else line
-        return change, _edit(test, change, scope).source
+        return change, _edit(test, change, scope)
     if not reasons:
         return NoHeal("no consistent API change on the routes this test called")
     return NoHeal("; ".join(dict.fromkeys(reasons)))
@@ -246,11 +263,12 @@ def _unhealable(
 ) -> str | None:
     if change.kind == REMOVED:
         return f"{change.describe()}: removing the assertion would hide a regression"
-    if change.kind not in (RENAMED, STATUS_CHANGED, TYPE_CHANGED):
+    if change.kind not in (RENAMED, STATUS_CHANGED, TYPE_CHANGED, ADDED):
         return f"{change.describe()}: nothing to heal"
-    if change.observations < min_observations:
+    if not change.settled(min_observations):
         return (
             f"{change.describe()}: seen in {change.observations} run(s), {min_observations} needed"
+            " (or several answers of one run all showing it)"
         )
     if change.kind == STATUS_CHANGED and not any(str(x["status"]) == change.new for x in exchanges):
         return f"{change.describe()}: this test did not get {change.new}"
@@ -327,8 +345,10 @@ def _record(
         failure_id=failure.get("failure_id"),
         incident_id=heal.incident_id,
         heal_id=heal.heal_id,
+        test=test_function(heal.nodeid),
         path=str(heal.path),
         change=heal.change.describe(),
+        how=heal.how or None,
         api_change=heal.change.as_dict(),
         test_file=str(test.path),
         rootdir=str(test.rootdir),
@@ -417,8 +437,10 @@ def _patch_file(store: Store, heal: dict[str, Any]) -> str:
 
 
 def rerun_test(heal: dict[str, Any], api_base_url: str | None) -> tuple[int, str]:
-    """Run the healed test alone with pytest in a subprocess; (exit code, output)."""
-    command = [sys.executable, "-m", "pytest", heal["nodeid"], "-q", "-p", "no:cacheprovider"]
+    """Run the healed test function (every case of it) with pytest in a
+    subprocess; (exit code, output)."""
+    test = heal.get("test") or test_function(heal["nodeid"])
+    command = [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider"]
     env = dict(os.environ)
     if api_base_url:
         command += ["--api-base-url", api_base_url]

@@ -19,6 +19,13 @@ _advisor_key = pytest.StashKey["RetryAdvisor"]()
 _summary_key = pytest.StashKey[list[str]]()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Read by `testmem generate`; declared so that pytest knows the key.
+    parser.addini(
+        "memory_client_fixture", "Client fixture of generated tests [the one the suite uses]."
+    )
+
+
 class RetryAdvisor:
     """Answers "retry this attempt?" from the attempt's own evidence plus the
     test's history: the recorder's store process reads it while the first

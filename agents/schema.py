@@ -15,7 +15,7 @@ import json
 import re
 import weakref
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ RENAMED, REMOVED, ADDED, TYPE_CHANGED, STATUS_CHANGED, NEW_ROUTE = (
 )
 
 _NUMBERS = frozenset({"integer", "number"})
+CONSISTENT_ANSWERS = 2  # answers of one run that all show a change: no need to wait a run
 
 
 @dataclass
@@ -49,6 +50,13 @@ class Snapshot:
     types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     samples: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     urls: list[str] = field(default_factory=list)
+    answers: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per key path
+    per_status: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    def holding(self, path: str) -> int:
+        """How many answers have ``path``'s container (every answer, at the top)."""
+        container = parent(path)
+        return self.answers[container] if container else sum(self.per_status.values())
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class ApiChange:
     ``path``/``new_path`` are key paths (``customer.name``, ``items[].sku``);
     ``old``/``new`` are JSON types (type_changed) or status codes (status_changed).
     ``observations`` counts the runs since the change in which it held, all of them.
+    ``value`` is the JSON of an added field's value when every answer since had that one.
+    ``in_run`` counts the answers of the first run since the change, when every one
+    of them shows it (else 0); ``moved`` says a renamed field kept its values.
     """
 
     kind: str
@@ -72,6 +83,16 @@ class ApiChange:
     new: str | None = None
     last_good_run: str | None = None
     last_good_build: str | None = None
+    value: str | None = None
+    in_run: int = 0
+    moved: bool = False
+
+    def settled(self, min_observations: int) -> bool:
+        """Seen in enough runs, or at first sight when that run is consistent:
+        several answers all showing the change, or a rename that kept the values."""
+        if self.observations >= min_observations:
+            return True
+        return self.observations >= 1 and (self.in_run >= CONSISTENT_ANSWERS or self.moved)
 
     @property
     def key(self) -> str | None:
@@ -167,21 +188,28 @@ def _read_snapshots(history: History) -> dict[tuple[str, str], list[Snapshot]]:
         per_run = found[(route, method)]
         snapshot = per_run.setdefault(run_id, Snapshot(run_id, build, started_at))
         snapshot.statuses.add(int(status))
+        snapshot.per_status[int(status)] += 1
         snapshot.urls.append(url)
-        _add_shape(snapshot, value, "")
+        seen: set[str] = set()
+        _add_shape(snapshot, value, "", seen)
+        for path in seen:
+            snapshot.answers[path] += 1
     return {key: list(runs.values()) for key, runs in found.items()}
 
 
-def _add_shape(snapshot: Snapshot, value: Any, path: str) -> None:
-    """Record the key paths under ``path``: objects by key, arrays as ``path[]``."""
+def _add_shape(snapshot: Snapshot, value: Any, path: str, seen: set[str] | None = None) -> None:
+    """Record the key paths under ``path``: objects by key, arrays as ``path[]``
+    (and add them to ``seen``)."""
     if path:
         snapshot.types[path].add(json_type(value))
+        if seen is not None:
+            seen.add(path)
     if isinstance(value, dict):
         for key, item in value.items():
-            _add_shape(snapshot, item, f"{path}.{key}" if path else str(key))
+            _add_shape(snapshot, item, f"{path}.{key}" if path else str(key), seen)
     elif isinstance(value, list):
         for item in value:
-            _add_shape(snapshot, item, f"{path}[]" if path else "[]")
+            _add_shape(snapshot, item, f"{path}[]" if path else "[]", seen)
     elif path and len(snapshot.samples[path]) < MAX_SAMPLES:
         snapshot.samples[path].add(json.dumps(value))
 
@@ -251,7 +279,16 @@ def _differences(route: str, method: str, series: list[Snapshot], i: int) -> lis
         _change(REMOVED, route, method, series, i, path=p) for p in sorted(removed - set(renames))
     ]
     changes += [
-        _change(ADDED, route, method, series, i, path=p, new=_type_name(after.types[p]))
+        _change(
+            ADDED,
+            route,
+            method,
+            series,
+            i,
+            path=p,
+            new=_type_name(after.types[p]),
+            value=_only_value(series[i:], p),
+        )
         for p in sorted(added - renamed_to)
     ]
     changes += [
@@ -268,7 +305,28 @@ def _differences(route: str, method: str, series: list[Snapshot], i: int) -> lis
         for p in sorted(set(before.types) & set(after.types))
         if not _compatible(before.types[p], after.types[p])
     ]
-    return changes + _status_change(route, method, series, i)
+    changes += _status_change(route, method, series, i)
+    return [replace(c, in_run=_showing(c, after), moved=_moved(c, before, after)) for c in changes]
+
+
+def _showing(change: ApiChange, after: Snapshot) -> int:
+    """The answers of ``after`` that show ``change``, when all of them do; else 0."""
+    if change.kind == STATUS_CHANGED:
+        return after.per_status[int(str(change.new))]  # the old status is gone from the run
+    if change.kind not in (RENAMED, ADDED, REMOVED, TYPE_CHANGED) or not change.path:
+        return 0
+    path = str(change.new_path if change.kind == RENAMED else change.path)
+    holding = after.holding(path)
+    if change.kind == REMOVED:  # absent from every answer, by construction
+        return holding
+    # every answer with the field's container has it (a type change: no old-typed value)
+    return holding if after.answers[path] == holding else 0
+
+
+def _moved(change: ApiChange, before: Snapshot, after: Snapshot) -> bool:
+    if change.kind != RENAMED or not change.path or not change.new_path:
+        return False
+    return bool(before.samples[change.path] & after.samples[change.new_path])
 
 
 def _top_most(paths: set[str], lacks: Snapshot) -> set[str]:
@@ -348,6 +406,12 @@ def _compatible(old: set[str], new: set[str]) -> bool:
 
     a, b = widen(old), widen(new)
     return not a or not b or bool(a & b)
+
+
+def _only_value(series: list[Snapshot], path: str) -> str | None:
+    """The JSON of the one value ``path`` had in every answer of ``series``, if one."""
+    seen = set().union(*(s.samples.get(path, set()) for s in series))
+    return seen.pop() if len(seen) == 1 else None
 
 
 def _type_name(types: set[str]) -> str:

@@ -68,8 +68,8 @@ def test_a_new_field_gets_a_test_that_checks_it(generated: list[Generated]) -> N
     assert user.fields == ["loyalty_tier"]
     assert user.path is not None
     source = user.path.read_text()
-    assert 'assert "loyalty_tier" in body' in source
-    assert 'assert isinstance(body["loyalty_tier"], str)' in source
+    assert "assert 'loyalty_tier' in body" in source
+    assert "assert isinstance(body['loyalty_tier'], str)" in source
     assert "api_client.get(" in source
 
 
@@ -103,7 +103,7 @@ def test_a_new_route_gets_format_and_not_found_checks(generated: list[Generated]
         "test_get_inventory_id_unknown_id_returns_404",
     ]
     assert "assert response.status_code == 404" in source
-    assert 'assert datetime.fromisoformat(body["updated_at"]).tzinfo is not None' in source
+    assert "assert datetime.fromisoformat(body['updated_at']).tzinfo is not None" in source
 
 
 def test_a_generated_file_says_it_was_generated_and_from_which_runs(

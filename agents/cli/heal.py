@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from memory.cli import cli, emit, open_store, output_options
+from memory.cli import CliError, cli, emit, open_store, output_options
 
 
 @cli.group()
@@ -102,21 +102,48 @@ def heals(fmt: str, as_json: bool) -> None:
     type=click.IntRange(1),
     help="Runs a new field or route must have been seen in.",
 )
+@click.option(
+    "--client-fixture",
+    envvar="TESTMEM_CLIENT_FIXTURE",
+    default=None,
+    help="Fixture the tests request through [memory_client_fixture; the one the "
+    "recorded tests used; api_client].",
+)
 @output_options
 def generate(
-    out: Path, api_base_url: str | None, min_observations: int, fmt: str, as_json: bool
+    out: Path,
+    api_base_url: str | None,
+    min_observations: int,
+    client_fixture: str | None,
+    fmt: str,
+    as_json: bool,
 ) -> None:
-    """Generate tests for new fields and routes of the API; keep those that pass.
+    """Generate tests for new fields and routes of the API; keep those that pass
+    where they will live (through the suite's own client fixture).
 
     Example: testmem generate --out tests/generated
     """
     from agents.generator import generate_tests
+    from agents.source import is_identifier
     from memory.query import History
 
+    fixture = client_fixture or _configured_fixture()
+    if fixture is not None and not is_identifier(fixture):
+        raise CliError(f"client fixture {fixture!r} is not a Python identifier")
     store = open_store()
-    results = generate_tests(store, History(store), out, api_base_url, min_observations)
+    history = History(store)
+    results = generate_tests(store, history, out, api_base_url, min_observations, fixture=fixture)
     rows = [
         (g.method, g.route, ", ".join(g.fields) or "(new route)", g.path, len(g.tests), g.reason)
         for g in results
     ]
     emit(["method", "route", "fields", "path", "tests", "reason"], rows, fmt, as_json)
+
+
+def _configured_fixture() -> str | None:
+    """``memory_client_fixture`` of the project's configuration ([tool.testmem], pytest ini)."""
+    try:
+        from memory.config import Settings
+    except ImportError:  # the shared configuration reader is not there yet
+        return None
+    return Settings.discover().text("memory_client_fixture")
