@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 settings_key: pytest.StashKey[Settings] = pytest.StashKey()
 
+# The flags that take a value (`_option`): see `memory.rootdir`.
+_VALUE_FLAGS: set[str] = set()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("testmem", "testmem: remember runs, HTTP exchanges and failures")
@@ -93,6 +96,15 @@ def _option(
 ) -> None:
     group.addoption(flag, dest=name, default=None, help=help)
     parser.addini(name, help)
+    _VALUE_FLAGS.add(flag)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Undo pytest taking ``--memory-dir DIR``'s value for a test path."""
+    from memory.rootdir import correct_setup
+
+    correct_setup(early_config, args, frozenset(_VALUE_FLAGS))
 
 
 def settings(config: pytest.Config) -> Settings:
