@@ -152,6 +152,7 @@ class HttpExchanged(Event):
     exchange_id: str
     nodeid: str | None = None
     phase: str | None = None
+    fixture: str | None = None  # the fixture whose setup or teardown made it
     attempt: int = 1
     method: str = "GET"
     url: str = ""
@@ -179,6 +180,8 @@ class FailureObserved(Event):
     crash_line: int | None = None
     traceback: Blob = Blob(None)
     exchange_ids: list[str] = field(default_factory=list)
+    exchange_id: str | None = None  # the one exchange that explains the failure
+    exchange_rule: str | None = None  # how it was chosen: named|error|last|setup
 
 
 @dataclass(kw_only=True)
@@ -282,6 +285,8 @@ _FIELD_TYPES = {
     "incident_id": "string",
     "signature": "string",
     "detail": "string",
+    "fixture": "string",
+    "exchange_rule": "string",
 }
 
 

@@ -88,6 +88,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "memory_redact_params", "Extra query parameters to redact.", type="linelist", default=[]
     )
+    parser.addini(
+        "memory_record_http",
+        "Record every HTTP exchange of httpx and requests, not only api_client's [true].",
+        type="bool",
+        default=None,
+    )
     parser.addini("api_timeout", "Timeout in seconds of the api_client fixture [10].", default=None)
 
 
@@ -144,6 +150,10 @@ def _flag(config: pytest.Config, name: str, default: bool) -> bool:
 
 def triage_enabled(config: pytest.Config) -> bool:
     return _flag(config, "memory_triage", True)
+
+
+def record_http_enabled(config: pytest.Config) -> bool:
+    return _flag(config, "memory_record_http", True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

@@ -124,8 +124,47 @@ class Recorder:
                 prepare=self._events,
             )
         activate(self.tap)
+        self._intercepting = record_http_enabled(config)
+        if self._intercepting:
+            from memory import intercept
+
+            intercept.install()
 
     # -- every process ------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self) -> Generator[None]:
+        return (yield from self._in_phase("setup"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self) -> Generator[None]:
+        return (yield from self._in_phase("call"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self) -> Generator[None]:
+        return (yield from self._in_phase("teardown"))
+
+    def _in_phase(self, phase: str) -> Generator[None]:
+        """Exchanges know the phase they began in (a stream may end later)."""
+        self.tap.phase, self.tap.fixture = phase, None
+        try:
+            return (yield)
+        finally:
+            self.tap.phase = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> Generator[None]:
+        """Exchanges made while a fixture is set up or torn down name it: its
+        finalizers run last in, first out, so the one added after its setup
+        runs before its own teardown, the one added before, after it."""
+        tap, name, outer = self.tap, fixturedef.argname, self.tap.fixture
+        fixturedef.addfinalizer(lambda: setattr(tap, "fixture", outer))
+        tap.fixture = name
+        try:
+            return (yield)
+        finally:
+            tap.fixture = outer
+            fixturedef.addfinalizer(lambda: setattr(tap, "fixture", name))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -135,7 +174,7 @@ class Recorder:
         try:
             # Reports live until the session ends: hang on them only what
             # there is (fewer long-lived objects for the garbage collector).
-            exchanges = self.tap.take()
+            exchanges = self.tap.take(final=call.when == "teardown")
             if exchanges:
                 report.testmem_exchanges = exchanges  # type: ignore[attr-defined]
             if call.when == "setup":
@@ -165,7 +204,7 @@ class Recorder:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.writer:
             return
-        for exchange in self.tap.take():  # made outside any test phase
+        for exchange in self.tap.take(final=True):  # made outside any test phase
             self._emit(self._exchange(exchange, None, None, 1))
         # session.exitstatus: what the process will exit with (quarantine may lower it).
         status = int(session.exitstatus)
@@ -213,6 +252,11 @@ class Recorder:
 
     def close(self) -> None:
         activate(self._previous_tap)
+        if self._intercepting:
+            from memory import intercept
+
+            intercept.remove()
+            self._intercepting = False
         if self.writer:
             self._complete()
 
@@ -263,7 +307,7 @@ class Recorder:
             state.item = getattr(report, "testmem_item", state.item)
         state.duration_s += report.duration
         for exchange in getattr(report, "testmem_exchanges", ()):
-            event = self._exchange(exchange, nodeid, when, attempt)
+            event = self._exchange(exchange, nodeid, exchange.get("phase") or when, attempt)
             state.exchange_ids.append(event.exchange_id)
             events.append(event)
         failed = outcome in _FAILED
@@ -330,6 +374,7 @@ class Recorder:
             exchange_id=x["exchange_id"],
             nodeid=nodeid,
             phase=phase,
+            fixture=x.get("fixture"),
             attempt=attempt,
             method=x["method"],
             url=x["url"],
