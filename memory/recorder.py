@@ -39,7 +39,7 @@ from memory.events import (
     uuid7,
 )
 from memory.log import EventWriter
-from memory.plugin import _number, _setting, triage_enabled
+from memory.plugin import _number, _setting, record_http_enabled, triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
 from memory.store_process import StoreProcess, advisor_records

@@ -19,8 +19,12 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
-# library -> the module that patches it (its `patch()` returns the undo).
-_PATCHERS = {"httpx": "memory.intercept.on_httpx", "requests": "memory.intercept.on_requests"}
+# library -> the module that patches it (its `patch(library)` returns the undo).
+_PATCHERS = {
+    "httpx": "memory.intercept.on_httpx",
+    "httpx2": "memory.intercept.on_httpx",  # httpx's successor, same API (Starlette's TestClient)
+    "requests": "memory.intercept.on_requests",
+}
 _patched: dict[str, tuple[ModuleType, Callable[[], None]]] = {}
 _users = 0  # recorders that asked for interception (pytester nests sessions)
 
@@ -54,7 +58,7 @@ def _patch(name: str) -> None:
     if current is not None:  # the module was imported afresh: its predecessor is gone
         current[1]()
     patcher = importlib.import_module(_PATCHERS[name])
-    _patched[name] = (module, patcher.patch())
+    _patched[name] = (module, patcher.patch(module))
 
 
 class _OnImport(importlib.abc.MetaPathFinder):

@@ -9,8 +9,10 @@ transports instead would miss every transport testmem does not know.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -22,14 +24,15 @@ from memory.tap import Body, Capture, Tap, active_tap
 recording: ContextVar[bool] = ContextVar("testmem_recording", default=False)
 
 
-def patch() -> Callable[[], None]:
-    sync, asynchronous = httpx.Client._send_single_request, httpx.AsyncClient._send_single_request
+def patch(lib: ModuleType) -> Callable[[], None]:
+    """Patch ``lib``: httpx, or httpx2 (its successor, the same API)."""
+    sync, asynchronous = lib.Client._send_single_request, lib.AsyncClient._send_single_request
 
     def _send_single_request(self: httpx.Client, request: httpx.Request) -> httpx.Response:
         tap = active_tap()
         if tap is None:
             return sync(self, request)
-        return send(tap, request, lambda r: sync(self, r))
+        return send(tap, request, lambda r: sync(self, r), lib)
 
     async def _async_send_single_request(
         self: httpx.AsyncClient, request: httpx.Request
@@ -37,22 +40,25 @@ def patch() -> Callable[[], None]:
         tap = active_tap()
         if tap is None:
             return await asynchronous(self, request)
-        return await send_async(tap, request, lambda r: asynchronous(self, r))
+        return await send_async(tap, request, lambda r: asynchronous(self, r), lib)
 
-    httpx.Client._send_single_request = _send_single_request  # type: ignore[method-assign]
-    httpx.AsyncClient._send_single_request = _async_send_single_request  # type: ignore[method-assign]
+    lib.Client._send_single_request = _send_single_request
+    lib.AsyncClient._send_single_request = _async_send_single_request
 
     def undo() -> None:
-        httpx.Client._send_single_request = sync  # type: ignore[method-assign]
-        httpx.AsyncClient._send_single_request = asynchronous  # type: ignore[method-assign]
+        lib.Client._send_single_request = sync
+        lib.AsyncClient._send_single_request = asynchronous
 
     return undo
 
 
 def send(
-    tap: Tap, request: httpx.Request, deliver: Callable[[httpx.Request], httpx.Response]
+    tap: Tap,
+    request: httpx.Request,
+    deliver: Callable[[httpx.Request], httpx.Response],
+    lib: ModuleType = httpx,
 ) -> httpx.Response:
-    capture = begin(tap, request, httpx.SyncByteStream)
+    capture = begin(tap, request, lib, asynchronous=False)
     token = recording.set(True)
     try:
         response = deliver(request)
@@ -63,7 +69,7 @@ def send(
     finally:
         recording.reset(token)
     if capture:
-        respond(tap, capture, response)
+        respond(capture, response, lib)
     return response
 
 
@@ -71,8 +77,9 @@ async def send_async(
     tap: Tap,
     request: httpx.Request,
     deliver: Callable[[httpx.Request], Awaitable[httpx.Response]],
+    lib: ModuleType = httpx,
 ) -> httpx.Response:
-    capture = begin(tap, request, httpx.AsyncByteStream)
+    capture = begin(tap, request, lib, asynchronous=True)
     token = recording.set(True)
     try:
         response = await deliver(request)
@@ -83,19 +90,22 @@ async def send_async(
     finally:
         recording.reset(token)
     if capture:
-        respond(tap, capture, response)
+        respond(capture, response, lib)
     return response
 
 
-def begin(tap: Tap, request: httpx.Request, kind: type) -> Capture | None:
+def begin(
+    tap: Tap, request: httpx.Request, lib: ModuleType, *, asynchronous: bool
+) -> Capture | None:
     """Start capturing; a streamed request body is teed as it is sent."""
     try:
         body: Body | None = None
+        kind = lib.AsyncByteStream if asynchronous else lib.SyncByteStream
         if hasattr(request, "_content"):
             body = Body.of(request.content)
         elif isinstance(request.stream, kind):  # a stream, or multipart: sent intact
             body = Body()
-            request.stream = Tee(request.stream, body)
+            request.stream = tee_class(lib)(request.stream, body)
         url = request.url
         return tap.begin(request.method, str(url), url.path, request.headers.multi_items(), body)
     except Exception as exc:  # recording never changes what the test sees
@@ -103,18 +113,24 @@ def begin(tap: Tap, request: httpx.Request, kind: type) -> Capture | None:
         return None
 
 
-def respond(tap: Tap, capture: Capture, response: httpx.Response) -> None:
+def respond(capture: Capture, response: httpx.Response, lib: ModuleType) -> None:
     """The response's body is teed as the test reads it: streams stay streams."""
     try:
         body = Body()
         capture.respond(response.status_code, response.headers.multi_items(), body)
         capture.content = lambda: response.__dict__.get("_content")
-        response.stream = Tee(response.stream, body, capture.finish)
+        response.stream = tee_class(lib)(response.stream, body, capture.finish)
     except Exception as exc:
         capture.fail(exc)
 
 
-class Tee(httpx.SyncByteStream, httpx.AsyncByteStream):
+@functools.cache
+def tee_class(lib: ModuleType) -> type:
+    """`Tee` as a byte stream of ``lib`` (transports check the stream's class)."""
+    return type("Tee", (Tee, lib.SyncByteStream, lib.AsyncByteStream), {})
+
+
+class Tee:
     """A byte stream passed on chunk by chunk, each chunk also added to a `Body`."""
 
     def __init__(self, stream: Any, body: Body, closed: Callable[[], None] | None = None):

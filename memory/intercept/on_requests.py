@@ -10,6 +10,7 @@ built on requests. Redirects re-enter ``send`` once per hop (with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ import requests
 from memory.tap import Body, Capture, Tap, active_tap
 
 
-def patch() -> Callable[[], None]:
+def patch(_: ModuleType) -> Callable[[], None]:
     original = requests.Session.send
 
     def send(self: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
