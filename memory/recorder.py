@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from memory.blame import explaining_exchange
 from memory.errors import StoreError
 from memory.events import (
     Blob,
@@ -75,7 +76,7 @@ class _TestState:
     outcome: str = "passed"
     phase: str = "call"
     duration_s: float = 0.0
-    exchange_ids: list[str] = field(default_factory=list)
+    exchanges: list[HttpExchanged] = field(default_factory=list)
     item: dict[str, Any] | None = None  # `_describe_item`, from the setup report
 
 
@@ -308,11 +309,11 @@ class Recorder:
         state.duration_s += report.duration
         for exchange in getattr(report, "testmem_exchanges", ()):
             event = self._exchange(exchange, nodeid, exchange.get("phase") or when, attempt)
-            state.exchange_ids.append(event.exchange_id)
+            state.exchanges.append(event)
             events.append(event)
         failed = outcome in _FAILED
         if failed:
-            failure = self._failure(report, nodeid, when, attempt, state.exchange_ids)
+            failure = self._failure(report, nodeid, when, attempt, state.exchanges)
             events.append(failure)
             retry = getattr(report, "testmem_retry", None)
             if retry:
@@ -389,10 +390,21 @@ class Recorder:
         )
 
     def _failure(
-        self, report: Any, nodeid: str, phase: str, attempt: int, exchange_ids: list[str]
+        self,
+        report: Any,
+        nodeid: str,
+        phase: str,
+        attempt: int,
+        exchanges: list[HttpExchanged],
     ) -> FailureObserved:
         described = getattr(report, "testmem_failure", None) or self._describe_longrepr(report)
         crash = getattr(report.longrepr, "reprcrash", None)
+        traceback = self.redactor.text(report.longreprtext)
+        explained, rule = (
+            explaining_exchange(described["message"], phase, exchanges)
+            if exchanges
+            else (None, None)
+        )
         return FailureObserved(
             run_id=self.run_id,
             occurred_at=_ended_at(report),
@@ -405,8 +417,10 @@ class Recorder:
             assertion=described.get("assertion"),
             crash_path=getattr(crash, "path", None),
             crash_line=getattr(crash, "lineno", None),
-            traceback=Blob.of(self.redactor.text(report.longreprtext), self.cap),
-            exchange_ids=list(exchange_ids),
+            traceback=Blob.of(traceback, self.cap),
+            exchange_ids=[x.exchange_id for x in exchanges],
+            exchange_id=explained,
+            exchange_rule=rule,
         )
 
     def _describe_exception(self, excinfo: pytest.ExceptionInfo[BaseException]) -> dict[str, Any]:
