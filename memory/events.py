@@ -157,6 +157,7 @@ class HttpExchanged(Event):
     method: str = "GET"
     url: str = ""
     route: str = ""
+    route_source: str | None = None  # framework|openapi|pattern (memory.routes)
     status: int | None = None
     request_headers: str = "{}"  # JSON object, redacted
     request_body: Blob = Blob(None)
@@ -287,6 +288,7 @@ _FIELD_TYPES = {
     "detail": "string",
     "fixture": "string",
     "exchange_rule": "string",
+    "route_source": "string",
 }
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from memory.config import Settings
     from memory.recorder import Recorder
+    from memory.routes import OpenApiRoutes
     from memory.store import Store
 
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
@@ -94,6 +95,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=None,
     )
+    parser.addini(
+        "memory_openapi", "OpenAPI document (path or URL) whose paths are route templates."
+    )
     parser.addini("api_timeout", "Timeout in seconds of the api_client fixture [10].", default=None)
 
 
@@ -148,6 +152,19 @@ def _flag(config: pytest.Config, name: str, default: bool) -> bool:
         raise pytest.UsageError(str(exc)) from exc
 
 
+def _openapi(config: pytest.Config) -> OpenApiRoutes | None:
+    source = _setting(config, "memory_openapi")
+    if not source:
+        return None
+    from memory.routes import OpenApiRoutes
+
+    path = source if "://" in source else str(config.rootpath / source)
+    try:
+        return OpenApiRoutes.load(path)
+    except Exception as exc:  # a bad document is the user's to fix, said in one line
+        raise pytest.UsageError(f"memory_openapi: cannot read {source!r}: {exc}") from None
+
+
 def triage_enabled(config: pytest.Config) -> bool:
     return _flag(config, "memory_triage", True)
 
@@ -190,6 +207,7 @@ def pytest_configure(config: pytest.Config) -> None:
     retries_here = retries > 0 and not getattr(config.option, "numprocesses", None)
     store = Store(root)
     recorder = Recorder(config, store, redactor, cap, prefetch_history=retries_here)
+    recorder.tap.openapi = _openapi(config)
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
     if not hasattr(config, "workerinput"):

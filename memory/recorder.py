@@ -380,6 +380,7 @@ class Recorder:
             method=x["method"],
             url=x["url"],
             route=x["route"],
+            route_source=x.get("route_source"),
             status=x["status"],
             request_headers=x["request_headers"],
             request_body=Blob(**x["request_body"]) if x["request_body"] else Blob(None),

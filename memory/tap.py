@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from memory.events import DEFAULT_CAP, Blob, uuid7
 from memory.redact import DEFAULT_REDACTOR, Redactor
-from memory.routes import route_template
+from memory.routes import OpenApiRoutes, route_template
 
 if TYPE_CHECKING:
     import httpx
@@ -83,7 +83,7 @@ class Capture:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     response_body: Body | None = None
     content: Callable[[], bytes | None] | None = None  # the decoded body, once read
-    route: str | None = None  # the framework's matched route, when it tells
+    route: Callable[[], str | None] | None = None  # the app's matched route, once routed
     error: BaseException | None = None
     duration_s: float = 0.0
     done: bool = False
@@ -110,6 +110,7 @@ class Tap:
         self.dropped: list[str] = []  # why an exchange could not be captured
         self.phase: str | None = None  # set by the recorder around each phase
         self.fixture: str | None = None  # the fixture being set up or torn down
+        self.openapi: OpenApiRoutes | None = None  # ini memory_openapi
         self._captures: list[Capture] = []
         self._lock = threading.Lock()
 
@@ -172,13 +173,15 @@ class Tap:
     def _describe(self, c: Capture) -> Exchange:
         r = self.redactor
         responded = c.status is not None
+        framework = c.route() if c.route is not None else None
+        route, source = (framework, "framework") if framework else self._route(c.path)
         return {
             "exchange_id": uuid7(),
             "occurred_at": c.started.isoformat(),
             "method": c.method,
             "url": r.url(c.url),
-            "route": c.route or route_template(c.path),
-            "route_source": "framework" if c.route else None,
+            "route": route,
+            "route_source": source,
             "phase": c.phase,
             "fixture": c.fixture,
             "status": c.status,
@@ -191,6 +194,10 @@ class Tap:
             "duration_s": c.duration_s,
             "error": r.text(f"{type(c.error).__name__}: {c.error}") if c.error else None,
         }
+
+    def _route(self, path: str) -> tuple[str, str]:
+        documented = self.openapi.match(path) if self.openapi else None
+        return (documented, "openapi") if documented else (route_template(path), "pattern")
 
     def _body(self, body: Body | None, content_type: str) -> dict[str, Any] | None:
         if body is None or not body.size:

@@ -10,6 +10,7 @@ transports instead would miss every transport testmem does not know.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from types import ModuleType
@@ -17,11 +18,15 @@ from typing import Any
 
 import httpx
 
+from memory.routes import scope_template
 from memory.tap import Body, Capture, Tap, active_tap
 
 # Set while an exchange is being recorded, so a `RecordingTransport` inside a
 # patched client does not record it a second time.
 recording: ContextVar[bool] = ContextVar("testmem_recording", default=False)
+# The request being sent, for an in-process app to say which route it matched.
+sending: ContextVar[httpx.Request | None] = ContextVar("testmem_sending", default=None)
+_scopes: weakref.WeakKeyDictionary[httpx.Request, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def patch(lib: ModuleType) -> Callable[[], None]:
@@ -42,12 +47,20 @@ def patch(lib: ModuleType) -> Callable[[], None]:
             return await asynchronous(self, request)
         return await send_async(tap, request, lambda r: asynchronous(self, r), lib)
 
+    asgi = lib.ASGITransport.handle_async_request
+
+    async def handle_async_request(self: Any, request: httpx.Request) -> httpx.Response:
+        observe(self)
+        return await asgi(self, request)
+
     lib.Client._send_single_request = _send_single_request
     lib.AsyncClient._send_single_request = _async_send_single_request
+    lib.ASGITransport.handle_async_request = handle_async_request
 
     def undo() -> None:
         lib.Client._send_single_request = sync
         lib.AsyncClient._send_single_request = asynchronous
+        lib.ASGITransport.handle_async_request = asgi
 
     return undo
 
@@ -59,7 +72,7 @@ def send(
     lib: ModuleType = httpx,
 ) -> httpx.Response:
     capture = begin(tap, request, lib, asynchronous=False)
-    token = recording.set(True)
+    token, sent = recording.set(True), sending.set(request)
     try:
         response = deliver(request)
     except Exception as error:
@@ -68,6 +81,7 @@ def send(
         raise
     finally:
         recording.reset(token)
+        sending.reset(sent)
     if capture:
         respond(capture, response, lib)
     return response
@@ -80,7 +94,7 @@ async def send_async(
     lib: ModuleType = httpx,
 ) -> httpx.Response:
     capture = begin(tap, request, lib, asynchronous=True)
-    token = recording.set(True)
+    token, sent = recording.set(True), sending.set(request)
     try:
         response = await deliver(request)
     except Exception as error:
@@ -89,6 +103,7 @@ async def send_async(
         raise
     finally:
         recording.reset(token)
+        sending.reset(sent)
     if capture:
         respond(capture, response, lib)
     return response
@@ -119,9 +134,28 @@ def respond(capture: Capture, response: httpx.Response, lib: ModuleType) -> None
         body = Body()
         capture.respond(response.status_code, response.headers.multi_items(), body)
         capture.content = lambda: response.__dict__.get("_content")
+        capture.route = lambda: scope_template(_scopes.get(response.request))
         response.stream = tee_class(lib)(response.stream, body, capture.finish)
     except Exception as exc:
         capture.fail(exc)
+
+
+def observe(transport: Any) -> None:
+    """Give an in-process transport's app a look-out for its scope, once: the
+    scope of a request the tap is sending is kept, for the route the app's
+    router puts in it (Starlette and FastAPI do)."""
+    app = transport.app
+    if getattr(app, "testmem_observed", False):
+        return
+
+    async def observed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        request = sending.get()
+        if request is not None and scope.get("type") == "http":
+            _scopes[request] = scope
+        await app(scope, receive, send)
+
+    observed.testmem_observed = True  # type: ignore[attr-defined]
+    transport.app = observed
 
 
 @functools.cache
