@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import PYTHON, Timing, median, table, timed
 
-APP = '''
+APP = """
 from fastapi import FastAPI
 
 app = FastAPI()
@@ -39,7 +39,7 @@ def profile(name: str):
 @app.post("/orders")
 def order(body: dict):
     return {"id": 1, **body}
-'''
+"""
 
 CONFTEST = """
 import pytest
@@ -85,13 +85,19 @@ def suite_overhead(root: Path, rounds: int, tests: int, per_test: int) -> dict[s
             *pytest, "--memory", "--memory-retries=0", "--no-memory-triage",
             f"--memory-dir={root / 'store'}",
         ],
+        # The same without interception: the run's fixed cost (the store
+        # process, its imports, the events of tests), so the rest is the exchanges'.
+        "pytest --memory ... -o memory_record_http=false": [
+            *pytest, "--memory", "--memory-retries=0", "--no-memory-triage",
+            "-o", "memory_record_http=false", f"--memory-dir={root / 'off'}",
+        ],
     }  # fmt: skip
     names = list(commands)
     for command in commands.values():  # warm up: byte-compile, create the store
         timed(command, cwd=suite)
     timings: dict[str, list[Timing]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % 2 :] + names[: r % 2]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             timings[name].append(timed(commands[name], cwd=suite))
     return timings
 
@@ -100,13 +106,15 @@ def recorded_exchanges(store: Path) -> list[int]:
     from memory.query import History
     from memory.store import Store
 
-    rows = History(Store.open(store)).sql(
-        "SELECT count(*) FROM exchanges GROUP BY run_id ORDER BY min(occurred_at)"
-    ).rows
+    rows = (
+        History(Store.open(store))
+        .sql("SELECT count(*) FROM exchanges GROUP BY run_id ORDER BY min(occurred_at)")
+        .rows
+    )
     return [int(n) for (n,) in rows]
 
 
-LOOP = '''
+LOOP = """
 import asyncio, sys, time
 import httpx
 sys.path.insert(0, {suite!r})
@@ -143,7 +151,7 @@ async def main():
     print(time.process_time() - start)
 
 asyncio.run(main())
-'''
+"""
 
 
 def per_exchange(root: Path, n: int, repeats: int) -> dict[str, float]:
@@ -161,7 +169,8 @@ def per_exchange(root: Path, n: int, repeats: int) -> dict[str, float]:
             )  # fmt: skip
             cpu[mode].append(float(done.stdout.strip()))
     base = median(cpu["none"])
-    return {mode: (median(v) - base) / n * 1e6 for mode, v in cpu.items()} | {"base": base / n * 1e6}
+    costs = {mode: (median(v) - base) / n * 1e6 for mode, v in cpu.items()}
+    return costs | {"base": base / n * 1e6}
 
 
 def main() -> None:
@@ -170,9 +179,14 @@ def main() -> None:
     parser.add_argument("--tests", type=int, default=100)
     parser.add_argument("--per-test", type=int, default=6)
     parser.add_argument("--exchanges", type=int, default=2000)
+    parser.add_argument("--per-exchange-only", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if args.per_exchange_only:
+            write_suite(root, args.tests, args.per_test)
+            print_costs(per_exchange(root, args.exchanges, 3), args.exchanges)
+            return
         timings = suite_overhead(root, args.rounds, args.tests, args.per_test)
         base = timings["pytest -p no:testmem"]
         rows = []
@@ -183,15 +197,19 @@ def main() -> None:
                          f"{wall_ratio:.3f}", f"{median([t.cpu_s for t in runs]):.2f}",
                          f"{cpu_ratio:.3f}"])  # fmt: skip
         print(f"exchanges recorded per run: {recorded_exchanges(root / 'store')}")
-        print(table(["variant", "wall s", "wall ratio", "CPU s (all processes)", "CPU ratio"], rows))
-        costs = per_exchange(root, args.exchanges, 3)
-        print(f"\nper exchange, {args.exchanges} exchanges over ASGITransport (median of 3):")
-        print(table(
-            ["variant", "CPU µs per exchange (test process)"],
-            [["plain exchange (no recording)", f"{costs['base']:.0f}"],
-             ["testmem (interception + tap)", f"+{costs['testmem']:.0f}"],
-             ["vcrpy (cassette, record_mode=all)", f"+{costs['vcrpy']:.0f}"]],
-        ))  # fmt: skip
+        header = ["variant", "wall s", "wall ratio", "CPU s (all processes)", "CPU ratio"]
+        print(table(header, rows))
+        print_costs(per_exchange(root, args.exchanges, 3), args.exchanges)
+
+
+def print_costs(costs: dict[str, float], n: int) -> None:
+    print(f"\nper exchange, {n} exchanges over ASGITransport (median of 3):")
+    print(table(
+        ["variant", "CPU µs per exchange (test process)"],
+        [["plain exchange (no recording)", f"{costs['base']:.0f}"],
+         ["testmem (interception + tap)", f"+{costs['testmem']:.0f}"],
+         ["vcrpy (cassette, record_mode=all)", f"+{costs['vcrpy']:.0f}"]],
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":
