@@ -9,6 +9,7 @@ transports instead would miss every transport testmem does not know.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -72,16 +73,8 @@ def send(
     lib: ModuleType = httpx,
 ) -> httpx.Response:
     capture = begin(tap, request, lib, asynchronous=False)
-    token, sent = recording.set(True), sending.set(request)
-    try:
+    with _delivering(request, capture):
         response = deliver(request)
-    except Exception as error:
-        if capture:
-            capture.fail(error)
-        raise
-    finally:
-        recording.reset(token)
-        sending.reset(sent)
     if capture:
         respond(capture, response, lib)
     return response
@@ -94,9 +87,20 @@ async def send_async(
     lib: ModuleType = httpx,
 ) -> httpx.Response:
     capture = begin(tap, request, lib, asynchronous=True)
+    with _delivering(request, capture):
+        response = await deliver(request)
+    if capture:
+        respond(capture, response, lib)
+    return response
+
+
+@contextlib.contextmanager
+def _delivering(request: httpx.Request, capture: Capture | None) -> Iterator[None]:
+    """While the transport has the request: a failure is recorded, and
+    inner recording transports and in-process apps know it is being sent."""
     token, sent = recording.set(True), sending.set(request)
     try:
-        response = await deliver(request)
+        yield
     except Exception as error:
         if capture:
             capture.fail(error)
@@ -104,9 +108,6 @@ async def send_async(
     finally:
         recording.reset(token)
         sending.reset(sent)
-    if capture:
-        respond(capture, response, lib)
-    return response
 
 
 def begin(
@@ -136,8 +137,8 @@ def respond(capture: Capture, response: httpx.Response, lib: ModuleType) -> None
         capture.content = lambda: response.__dict__.get("_content")
         capture.route = lambda: scope_template(_scopes.get(response.request))
         response.stream = tee_class(lib)(response.stream, body, capture.finish)
-    except Exception as exc:
-        capture.fail(exc)
+    except Exception:
+        capture.finish()  # recorded as far as it got: our trouble is not the exchange's
 
 
 def observe(transport: Any) -> None:

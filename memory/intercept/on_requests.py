@@ -89,8 +89,8 @@ def _respond(capture: Capture, response: requests.Response) -> None:
                 capture.finish()
 
         response.raw.stream = teeing
-    except Exception as exc:
-        capture.fail(exc)
+    except Exception:
+        capture.finish()  # recorded as far as it got: our trouble is not the exchange's
 
 
 def _teed(chunks: Iterable[Any], body: Body) -> Iterator[Any]:
