@@ -152,10 +152,12 @@ class HttpExchanged(Event):
     exchange_id: str
     nodeid: str | None = None
     phase: str | None = None
+    fixture: str | None = None  # the fixture whose setup or teardown made it
     attempt: int = 1
     method: str = "GET"
     url: str = ""
     route: str = ""
+    route_source: str | None = None  # framework|openapi|pattern (memory.routes)
     status: int | None = None
     request_headers: str = "{}"  # JSON object, redacted
     request_body: Blob = Blob(None)
@@ -179,6 +181,8 @@ class FailureObserved(Event):
     crash_line: int | None = None
     traceback: Blob = Blob(None)
     exchange_ids: list[str] = field(default_factory=list)
+    exchange_id: str | None = None  # the one exchange that explains the failure
+    exchange_rule: str | None = None  # how it was chosen: named|error|last|setup
 
 
 @dataclass(kw_only=True)
@@ -282,6 +286,9 @@ _FIELD_TYPES = {
     "incident_id": "string",
     "signature": "string",
     "detail": "string",
+    "fixture": "string",
+    "exchange_rule": "string",
+    "route_source": "string",
 }
 
 

@@ -18,10 +18,14 @@ if TYPE_CHECKING:
 
     from memory.config import Settings
     from memory.recorder import Recorder
+    from memory.routes import OpenApiRoutes
     from memory.store import Store
 
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 settings_key: pytest.StashKey[Settings] = pytest.StashKey()
+
+# The flags that take a value (`_option`): see `memory.rootdir`.
+_VALUE_FLAGS: set[str] = set()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,6 +89,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "memory_redact_params", "Extra query parameters to redact.", type="linelist", default=[]
     )
+    parser.addini(
+        "memory_record_http",
+        "Record every HTTP exchange of httpx and requests, not only api_client's [true].",
+        type="bool",
+        default=None,
+    )
+    parser.addini(
+        "memory_openapi", "OpenAPI document (path or URL) whose paths are route templates."
+    )
     parser.addini("api_timeout", "Timeout in seconds of the api_client fixture [10].", default=None)
 
 
@@ -93,6 +106,15 @@ def _option(
 ) -> None:
     group.addoption(flag, dest=name, default=None, help=help)
     parser.addini(name, help)
+    _VALUE_FLAGS.add(flag)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Undo pytest taking ``--memory-dir DIR``'s value for a test path."""
+    from memory.rootdir import correct_setup
+
+    correct_setup(early_config, args, frozenset(_VALUE_FLAGS))
 
 
 def settings(config: pytest.Config) -> Settings:
@@ -130,8 +152,25 @@ def _flag(config: pytest.Config, name: str, default: bool) -> bool:
         raise pytest.UsageError(str(exc)) from exc
 
 
+def _openapi(config: pytest.Config) -> OpenApiRoutes | None:
+    source = _setting(config, "memory_openapi")
+    if not source:
+        return None
+    from memory.routes import OpenApiRoutes
+
+    path = source if "://" in source else str(config.rootpath / source)
+    try:
+        return OpenApiRoutes.load(path)
+    except Exception as exc:  # a bad document is the user's to fix, said in one line
+        raise pytest.UsageError(f"memory_openapi: cannot read {source!r}: {exc}") from None
+
+
 def triage_enabled(config: pytest.Config) -> bool:
     return _flag(config, "memory_triage", True)
+
+
+def record_http_enabled(config: pytest.Config) -> bool:
+    return _flag(config, "memory_record_http", True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -168,6 +207,7 @@ def pytest_configure(config: pytest.Config) -> None:
     retries_here = retries > 0 and not getattr(config.option, "numprocesses", None)
     store = Store(root)
     recorder = Recorder(config, store, redactor, cap, prefetch_history=retries_here)
+    recorder.tap.openapi = _openapi(config)
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
     if not hasattr(config, "workerinput"):

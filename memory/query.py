@@ -95,12 +95,12 @@ _VIEWS = {
                status, request_headers, request_body, request_body_size, request_body_sha256,
                request_body_encoding, request_body_truncated, response_headers, response_body,
                response_body_size, response_body_sha256, response_body_encoding,
-               response_body_truncated, duration_s, error
+               response_body_truncated, duration_s, error, fixture, route_source
         FROM events WHERE type = 'HttpExchanged'""",
     "failures": """
         SELECT run_id, occurred_at, failure_id, nodeid, phase, attempt, exception_type,
                message, assertion, crash_path, crash_line, traceback, traceback_size,
-               traceback_sha256, traceback_truncated, exchange_ids
+               traceback_sha256, traceback_truncated, exchange_ids, exchange_id, exchange_rule
         FROM events WHERE type = 'FailureObserved'""",
     # The one exchange that explains each failure, and the rule that chose it.
     "explaining": _EXPLAINING,

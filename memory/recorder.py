@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from memory.blame import explaining_exchange
 from memory.errors import StoreError
 from memory.events import (
     Blob,
@@ -39,7 +40,7 @@ from memory.events import (
     uuid7,
 )
 from memory.log import EventWriter
-from memory.plugin import _number, _setting, triage_enabled
+from memory.plugin import _number, _setting, record_http_enabled, triage_enabled
 from memory.redact import Redactor
 from memory.store import Store
 from memory.store_process import StoreProcess, advisor_records
@@ -75,7 +76,7 @@ class _TestState:
     outcome: str = "passed"
     phase: str = "call"
     duration_s: float = 0.0
-    exchange_ids: list[str] = field(default_factory=list)
+    exchanges: list[HttpExchanged] = field(default_factory=list)
     item: dict[str, Any] | None = None  # `_describe_item`, from the setup report
 
 
@@ -124,8 +125,47 @@ class Recorder:
                 prepare=self._events,
             )
         activate(self.tap)
+        self._intercepting = record_http_enabled(config)
+        if self._intercepting:
+            from memory import intercept
+
+            intercept.install()
 
     # -- every process ------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self) -> Generator[None]:
+        return (yield from self._in_phase("setup"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self) -> Generator[None]:
+        return (yield from self._in_phase("call"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self) -> Generator[None]:
+        return (yield from self._in_phase("teardown"))
+
+    def _in_phase(self, phase: str) -> Generator[None]:
+        """Exchanges know the phase they began in (a stream may end later)."""
+        self.tap.phase, self.tap.fixture = phase, None
+        try:
+            return (yield)
+        finally:
+            self.tap.phase = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> Generator[None]:
+        """Exchanges made while a fixture is set up or torn down name it: its
+        finalizers run last in, first out, so the one added after its setup
+        runs before its own teardown, the one added before, after it."""
+        tap, name, outer = self.tap, fixturedef.argname, self.tap.fixture
+        fixturedef.addfinalizer(lambda: setattr(tap, "fixture", outer))
+        tap.fixture = name
+        try:
+            return (yield)
+        finally:
+            tap.fixture = outer
+            fixturedef.addfinalizer(lambda: setattr(tap, "fixture", name))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -135,7 +175,7 @@ class Recorder:
         try:
             # Reports live until the session ends: hang on them only what
             # there is (fewer long-lived objects for the garbage collector).
-            exchanges = self.tap.take()
+            exchanges = self.tap.take(final=call.when == "teardown")
             if exchanges:
                 report.testmem_exchanges = exchanges  # type: ignore[attr-defined]
             if call.when == "setup":
@@ -165,7 +205,7 @@ class Recorder:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.writer:
             return
-        for exchange in self.tap.take():  # made outside any test phase
+        for exchange in self.tap.take(final=True):  # made outside any test phase
             self._emit(self._exchange(exchange, None, None, 1))
         # session.exitstatus: what the process will exit with (quarantine may lower it).
         status = int(session.exitstatus)
@@ -213,6 +253,11 @@ class Recorder:
 
     def close(self) -> None:
         activate(self._previous_tap)
+        if self._intercepting:
+            from memory import intercept
+
+            intercept.remove()
+            self._intercepting = False
         if self.writer:
             self._complete()
 
@@ -263,12 +308,12 @@ class Recorder:
             state.item = getattr(report, "testmem_item", state.item)
         state.duration_s += report.duration
         for exchange in getattr(report, "testmem_exchanges", ()):
-            event = self._exchange(exchange, nodeid, when, attempt)
-            state.exchange_ids.append(event.exchange_id)
+            event = self._exchange(exchange, nodeid, exchange.get("phase") or when, attempt)
+            state.exchanges.append(event)
             events.append(event)
         failed = outcome in _FAILED
         if failed:
-            failure = self._failure(report, nodeid, when, attempt, state.exchange_ids)
+            failure = self._failure(report, nodeid, when, attempt, state.exchanges)
             events.append(failure)
             retry = getattr(report, "testmem_retry", None)
             if retry:
@@ -330,10 +375,12 @@ class Recorder:
             exchange_id=x["exchange_id"],
             nodeid=nodeid,
             phase=phase,
+            fixture=x.get("fixture"),
             attempt=attempt,
             method=x["method"],
             url=x["url"],
             route=x["route"],
+            route_source=x.get("route_source"),
             status=x["status"],
             request_headers=x["request_headers"],
             request_body=Blob(**x["request_body"]) if x["request_body"] else Blob(None),
@@ -344,10 +391,21 @@ class Recorder:
         )
 
     def _failure(
-        self, report: Any, nodeid: str, phase: str, attempt: int, exchange_ids: list[str]
+        self,
+        report: Any,
+        nodeid: str,
+        phase: str,
+        attempt: int,
+        exchanges: list[HttpExchanged],
     ) -> FailureObserved:
         described = getattr(report, "testmem_failure", None) or self._describe_longrepr(report)
         crash = getattr(report.longrepr, "reprcrash", None)
+        traceback = self.redactor.text(report.longreprtext)
+        explained, rule = (
+            explaining_exchange(described["message"], phase, exchanges)
+            if exchanges
+            else (None, None)
+        )
         return FailureObserved(
             run_id=self.run_id,
             occurred_at=_ended_at(report),
@@ -360,8 +418,10 @@ class Recorder:
             assertion=described.get("assertion"),
             crash_path=getattr(crash, "path", None),
             crash_line=getattr(crash, "lineno", None),
-            traceback=Blob.of(self.redactor.text(report.longreprtext), self.cap),
-            exchange_ids=list(exchange_ids),
+            traceback=Blob.of(traceback, self.cap),
+            exchange_ids=[x.exchange_id for x in exchanges],
+            exchange_id=explained,
+            exchange_rule=rule,
         )
 
     def _describe_exception(self, excinfo: pytest.ExceptionInfo[BaseException]) -> dict[str, Any]:

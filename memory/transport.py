@@ -3,16 +3,16 @@
 Wrap any transport (``RecordingTransport(httpx.HTTPTransport())``) and every
 exchange is captured — redacted and capped before it exists as data — into
 the active `Tap`, which the pytest plugin installs for the session. With no
-tap active the transports simply pass requests through.
+tap active the transports simply pass requests through. With ``--memory``,
+every httpx client is recorded anyway (`memory.intercept`): inside such a
+client a recording transport passes its exchanges through, recorded once.
 """
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-
 import httpx
 
+from memory.intercept.on_httpx import recording, send, send_async
 from memory.tap import Exchange, Tap, activate, active_tap
 
 __all__ = [
@@ -34,17 +34,9 @@ class RecordingTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         tap = self._tap or active_tap()
-        if tap is None:
+        if tap is None or (recording.get() and tap is active_tap()):
             return self._transport.handle_request(request)
-        started, t0 = datetime.now(UTC), time.perf_counter()
-        try:
-            response = self._transport.handle_request(request)
-            response.read()
-        except Exception as error:
-            tap.capture(request, None, error, started, time.perf_counter() - t0)
-            raise
-        tap.capture(request, response, None, started, time.perf_counter() - t0)
-        return response
+        return send(tap, request, self._transport.handle_request)
 
     def close(self) -> None:
         self._transport.close()
@@ -61,17 +53,9 @@ class AsyncRecordingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         tap = self._tap or active_tap()
-        if tap is None:
+        if tap is None or (recording.get() and tap is active_tap()):
             return await self._transport.handle_async_request(request)
-        started, t0 = datetime.now(UTC), time.perf_counter()
-        try:
-            response = await self._transport.handle_async_request(request)
-            await response.aread()
-        except Exception as error:
-            tap.capture(request, None, error, started, time.perf_counter() - t0)
-            raise
-        tap.capture(request, response, None, started, time.perf_counter() - t0)
-        return response
+        return await send_async(tap, request, self._transport.handle_async_request)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

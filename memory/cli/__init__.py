@@ -221,4 +221,5 @@ from memory.cli import (  # noqa: E402
     maintenance,  # noqa: F401  (doctor, purge)
     quarantine,  # noqa: F401  (quarantine, unquarantine)
     report,  # noqa: F401  (report, trends, summary, import junit, export junit)
+    routes,  # noqa: F401  (routes)
 )
