@@ -176,7 +176,7 @@ def curl_command(exchange: Mapping[str, Any], redactor: Redactor = DEFAULT_REDAC
     parts = ["curl", "-X", str(exchange.get("method") or "GET"), redactor.url(exchange["url"])]
     for name, value in headers.items():
         if name.lower() not in _CURL_SKIP:
-            parts += ["-H", f"{name}: {MASK if name.lower() in redactor.headers else value}"]
+            parts += ["-H", f"{name}: {MASK if redactor.secret_header(name) else value}"]
     body = exchange.get("request_body")
     note = ""
     if body and exchange.get("request_body_encoding", "utf-8") == "utf-8":
