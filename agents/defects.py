@@ -54,6 +54,7 @@ from agents.defect_history import (
 from agents.sinks import Sink, SinkError, checked_id, sink_from_config, write_atomically
 from memory.errors import StoreError
 from memory.events import Fact
+from memory.markup import md_code, md_fence, md_text
 from memory.query import History
 from memory.redact import DEFAULT_REDACTOR, MASK, Redactor
 from memory.store import Store
@@ -104,39 +105,40 @@ class DefectReport:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def to_markdown(self) -> str:
+        """Every value escaped for Markdown (`memory.markup`): text, code, fences."""
         lines = [
-            f"# {self.title}",
+            f"# {md_text(self.title)}",
             "",
-            f"**Defect** {self.defect_id} · **incident** {self.incident_id} · "
-            f"**severity** {self.severity} · **occurrences** {self.occurrences}",
+            f"**Defect** {md_text(self.defect_id)} · **incident** {md_text(self.incident_id)} · "
+            f"**severity** {md_text(self.severity)} · **occurrences** {self.occurrences}",
             "",
-            self.summary,
+            md_text(self.summary),
             "",
             "## Reproduction",
             "",
-            f"```sh\n{self.reproduction}\n```" if self.reproduction else "(no recorded request)",
+            md_fence(self.reproduction, "sh") if self.reproduction else "(no recorded request)",
             "",
             "## Expected vs actual",
             "",
-            f"- expected: `{self.expected}`",
-            f"- actual: `{self.actual}`",
+            f"- expected: {md_code(self.expected)}",
+            f"- actual: {md_code(self.actual)}",
         ]
         if self.response:
-            lines += ["", "```", self.response, "```"]
+            lines += ["", md_fence(self.response)]
         if self.changed:
-            lines += ["", "## What changed", "", "```", self.changed, "```"]
+            lines += ["", "## What changed", "", md_fence(self.changed)]
         lines += [
             "",
             "## Builds",
             "",
-            f"- first bad build: {self.first_bad_build or 'unknown'}",
-            f"- last good build: {self.last_good_build or 'unknown'}",
-            f"- first seen {self.first_seen}, last seen {self.last_seen}",
+            f"- first bad build: {md_text(self.first_bad_build or 'unknown')}",
+            f"- last good build: {md_text(self.last_good_build or 'unknown')}",
+            f"- first seen {md_text(self.first_seen)}, last seen {md_text(self.last_seen)}",
             "",
             "## Affected",
             "",
-            *[f"- test `{t}`" for t in self.tests],
-            *[f"- route `{r}`" for r in self.routes],
+            *[f"- test {md_code(t)}" for t in self.tests],
+            *[f"- route {md_code(r)}" for r in self.routes],
         ]
         return "\n".join(lines) + "\n"
 
@@ -395,9 +397,12 @@ def _entry(action: str, report: DefectReport) -> dict[str, Any]:
 
 def _seen(history: History, incident: Incident) -> str:
     """Occurrences per build and the last few, for an update a person can read."""
-    builds = ", ".join(f"{build} {n}" for build, n in occurrences_per_build(history, incident))
+    builds = ", ".join(
+        f"{md_text(build)} {n}" for build, n in occurrences_per_build(history, incident)
+    )
     recent = "; ".join(
-        f"`{r['nodeid']}` in {r['build'] or '(no build)'} at {_when(r['occurred_at'])}"
+        f"{md_code(r['nodeid'])} in {md_text(r['build'] or '(no build)')} "
+        f"at {_when(r['occurred_at'])}"
         for r in recent_occurrences(history, incident)
     )
     return f"Per build: {builds}. Latest: {recent}."

@@ -154,9 +154,11 @@ def test_secrets_a_real_api_leaks_reach_no_file(
     junit.write_text(JUNIT.format(**{k.split()[0]: v for k, v in BY_PATTERN.items()}))
     runner = CliRunner()
     assert runner.invoke(cli, ["--dir", str(store), "import", "junit", str(junit)]).exit_code == 0
-    out = store / "reports" / "r.md"
+    out = store / "reports" / "r"
     out.parent.mkdir(exist_ok=True)
-    runner.invoke(cli, ["--dir", str(store), "report", "--format", "markdown", "--out", str(out)])
+    for fmt in ("md", "html"):
+        args = ["--dir", str(store), "report", "--format", fmt, "--out", f"{out}.{fmt}"]
+        assert runner.invoke(cli, args).exit_code == 0
     found = store_text(store)
     assert {name for name, secret in SECRETS.items() if secret in found} == set()
     # ...in a real recording, masked where the secrets were, the rest kept:

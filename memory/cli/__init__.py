@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from memory.errors import TestmemError
+from memory.markup import terminal
 from memory.store import ENV_DIR, Store, resolve_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,7 +30,7 @@ class CliError(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"testmem: error: {self.format_message()}", err=True)
+        click.echo(f"testmem: error: {terminal(self.format_message())}", err=True)
 
 
 class _Group(click.Group):
@@ -197,7 +198,7 @@ def _cell(value: Any, max_width: int | None) -> str:
         text = f"{value:g}"
     else:
         text = str(value)
-    text = text.replace("\n", " ⏎ ")
+    text = terminal(text.replace("\n", " ⏎ "))
     return text if max_width is None or len(text) <= max_width else text[: max_width - 1] + "…"
 
 
