@@ -4,6 +4,7 @@ in its own process, so native output (deltalake's Rust panics) would show."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -94,11 +95,8 @@ def test_compact_on_a_full_disk_says_one_line_without_a_panic(tmp_path: Path) ->
         log = Store.open(disk / "store", must_exist=False).events
         for run in range(6):
             log.append([TestFinished(run_id=f"r{run}", nodeid=f"t::{n}") for n in range(50)])
-        with (disk / "filler").open("wb") as filler:  # the disk is full now
-            try:
-                filler.write(os.urandom(2 << 20))
-            except OSError:
-                pass
+        with (disk / "filler").open("wb") as filler, contextlib.suppress(OSError):
+            filler.write(os.urandom(2 << 20))  # the disk is full now
         status, err, _ = run_testmem("compact", "--vacuum-hours", "0", store=disk / "store")
     finally:
         subprocess.run(["umount", str(disk)], check=True)
