@@ -20,13 +20,13 @@ ROOT = str(Path(memory.__file__).resolve().parents[1])
 GB_KB = 1 << 20  # ru_maxrss is in KiB
 
 
-def run_testmem(*args: str, store: Path) -> tuple[int, str, int]:
+def run_testmem(*args: str, store: Path, cwd: Path | None = None) -> tuple[int, str, int]:
     """Exit status, stderr and peak RSS (KiB) of ``testmem --dir STORE ARGS``."""
     env = {**os.environ, "PYTHONPATH": ROOT, "AWS_EC2_METADATA_DISABLED": "true"}
     env.pop("TESTMEM_NATIVE_STDERR", None)
     child = subprocess.Popen(
         [sys.executable, "-c", "from agents.cli import main; main()", "--dir", str(store), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd,
     )  # fmt: skip
     assert child.stderr is not None
     err = child.stderr.read().decode(errors="replace")
@@ -66,6 +66,9 @@ BAD = [
     ["cluster", "/dev/zero"],
     ["incident", "INC-\x1b]8;;http://evil\x07x"],
     ["query", "SELECT nosuchcolumn FROM events"],
+    ["query", "SELECT count(*) FROM range(100000000000)", "--timeout", "1"],
+    ["query", "SELECT * FROM range(200000)"],
+    ["query", "SELECT 1", "--memory-limit", "1GB'; SET x = 'y"],
 ]
 
 
@@ -113,3 +116,19 @@ def test_native_output_to_fd_2_stays_off_the_terminal(capfd: pytest.CaptureFixtu
         os.write(2, b"thread 'tokio-rt-worker' panicked at buffered.rs\n")
         click.echo("testmem: error: one line", err=True)
     assert capfd.readouterr().err == "testmem: error: one line\n"
+
+
+def test_a_query_beyond_its_memory_spills_only_inside_the_store(
+    store: Path, tmp_path: Path
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    big_sort = (
+        "SELECT max(v) FROM (SELECT range::VARCHAR || repeat('x', 200) AS v"
+        " FROM range(4000000) ORDER BY v DESC LIMIT 2000000)"
+    )
+    status, err, peak_kb = run_testmem(
+        "query", big_sort, "--memory-limit", "100MB", "--timeout", "300", store=store, cwd=cwd
+    )
+    assert (status, err) == (0, "") and peak_kb < GB_KB
+    assert list(cwd.iterdir()) == [] and (store / "tmp" / "query").is_dir()
