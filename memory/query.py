@@ -217,7 +217,12 @@ class History:
             raise QueryError("only SELECT queries are allowed (the store is read-only here)")
         self._lock_down(limits)
         expired = threading.Event()
-        timer = threading.Timer(limits.timeout_s, lambda: (expired.set(), self.db.interrupt()))
+
+        def stop() -> None:
+            expired.set()
+            self.db.interrupt()
+
+        timer = threading.Timer(limits.timeout_s, stop)
         timer.daemon = True
         timer.start()
         try:
