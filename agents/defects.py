@@ -223,6 +223,19 @@ class Outbox:
         found = [self._read(self.directory / name) for name in names]
         return [entry for entry in found if entry is not None]
 
+    def set_aside_damaged(self) -> list[str]:
+        """Move every entry that is no action (unreadable, not JSON, no action or
+        defect id: what `testmem doctor` calls damaged) to outbox/damaged/, kept
+        for a person to look at; their names."""
+        if not self.directory.is_dir():
+            return []
+        damaged = [p for p in sorted(self.directory.glob("*.json")) if not _is_entry(p)]
+        if damaged:
+            (self.directory / "damaged").mkdir(exist_ok=True)
+        for path in damaged:
+            path.replace(self.directory / "damaged" / path.name)
+        return [p.name for p in damaged]
+
     def _path(self, entry: Mapping[str, Any]) -> Path:
         if entry["action"] not in ("create", "update"):
             raise SinkError(f"unknown outbox action {entry['action']!r}")
@@ -236,6 +249,20 @@ class Outbox:
         except (OSError, ValueError) as exc:
             warnings.warn(DefectWarning(f"unreadable outbox entry {path}: {exc}"), stacklevel=2)
             return None
+
+
+def _is_entry(path: Path) -> bool:
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return (
+        _ENTRY.match(path.name) is not None
+        and isinstance(entry, dict)
+        and entry.get("action") in ("create", "update")
+        and isinstance(entry.get("defect_id"), str)
+        and isinstance(entry.get("report"), dict)
+    )
 
 
 class DefectAgent:
@@ -271,6 +298,8 @@ class DefectAgent:
         delivered: list[str] = []
         errors: list[str] = []
         with self._locked():
+            for name in self.outbox.set_aside_damaged():
+                errors.append(f"{name}: damaged, moved to {self.outbox.directory / 'damaged'}")
             history = History(self.store)
             for entry in self.outbox.entries():
                 result = self._retry(entry, history)
