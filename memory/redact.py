@@ -116,8 +116,9 @@ _PRIVATE_KEY = re.compile(
 _TOKEN_SHAPES = (
     (("AKIA", "ASIA", "ABIA", "ACCA", "A3T"), r"(?:A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA)[0-9A-Z]{16}"),
     (("eyJ",), r"eyJ[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+\.?[A-Za-z0-9_.+/=-]*"),
-    (("gh",), r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9_]{36}"),
-    (("gl", "GR1348941"), r"(?:glpat|gldt|glft|glsoat|glrt)-[A-Za-z0-9_-]{20,50}"),
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9_]{36}"),
+    (("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "GR1348941"),
+     r"(?:glpat|gldt|glft|glsoat|glrt)-[A-Za-z0-9_-]{20,50}|GR1348941[A-Za-z0-9_-]{20,50}"),
     (("xox",), r"xox[aboprs]-(?:\d+-)+[a-z0-9]+"),
     (("k_live_",), r"[rs]k_live_[0-9a-zA-Z]{24}"),
     (("SG.",), r"SG\.[a-zA-Z0-9_-]{22}\.[a-zA-Z0-9_-]{43}"),
@@ -127,6 +128,11 @@ _TOKEN_SHAPES = (
     (("aws", "AWS"), r"(?i)aws.{0,20}?(?:key|pwd|pw|pass|token).{0,20}?['\"]?([0-9a-zA-Z/+]{40})"),
 )  # fmt: skip
 _SHAPES = tuple((triggers, re.compile(pattern)) for triggers, pattern in _TOKEN_SHAPES)
+_SHAPE_TRIGGERS = re.compile(
+    "|".join(re.escape(t) for triggers, _ in _TOKEN_SHAPES for t in triggers)
+)
+_HINTS = re.compile("bearer|basic|digest|token|secret|passw|pwd|key|credential|signature")
+_SHORTEST_SECRET = 4  # shorter text holds no secret this redactor could tell
 _KNOWN_LIMIT = 1024  # values remembered at once; the oldest are forgotten first
 
 
@@ -196,22 +202,22 @@ class Redactor:
             parts = urlsplit(url)
         except ValueError:  # not a URL after all: text it is
             return self.text(url)
-        if not parts.query:
-            return self.text(url)
-        pairs = parse_qsl(parts.query, True)
-        secret = [self.secret_param(k) for k, _ in pairs]
+        query = self._query(parts.query)
+        if query != parts.query:  # re-encoded only when masked: the recorded URL is the one sent
+            url = urlunsplit(parts._replace(query=query))
+        needs_text = "@" in url or _SHAPE_TRIGGERS.search(url)
+        return self.text(url) if needs_text else self.scrub(url)
+
+    def _query(self, query: str) -> str:
+        pairs = parse_qsl(query, True)
+        secret = [self.secret_param(name) for name, _ in pairs]
+        if not any(secret):
+            return query
         for (_, value), masked in zip(pairs, secret, strict=True):
             if masked:
                 self.remember(value)
-        query = (  # re-encoded only when masked: the recorded URL is the one sent
-            urlencode(
-                [(k, MASK if s else v) for (k, v), s in zip(pairs, secret, strict=True)],
-                safe="[]",
-            )
-            if any(secret)
-            else parts.query
-        )
-        return self.text(urlunsplit(parts._replace(query=query)))
+        kept = [(k, MASK if s else v) for (k, v), s in zip(pairs, secret, strict=True)]
+        return urlencode(kept, safe="[]")
 
     def args(self, args: Iterable[str]) -> list[str]:
         """Command-line arguments: ``--password X`` masks X, as ``--password=X`` does."""
@@ -326,20 +332,27 @@ class Redactor:
     # -- by pattern -------------------------------------------------------------
 
     def text(self, text: str) -> str:
-        """Mask credentials inside free text, then every known secret."""
-        if "PRIVATE KEY" in text:
-            text = _PRIVATE_KEY.sub(self._whole, text)
-        if " " in text:
+        """Mask credentials inside free text, then every known secret. Each
+        pattern runs only where a substring it needs is there: a substring
+        test is far cheaper than a regex scan, and most text has none."""
+        if len(text) < _SHORTEST_SECRET:
+            return self.scrub(text) if self._known_longest_first else text
+        lowered = text.lower()
+        hinted = _HINTS.search(lowered) is not None  # a scheme or a secret word
+        if hinted:
+            if "private key" in lowered:
+                text = _PRIVATE_KEY.sub(self._whole, text)
             text = _SCHEME.sub(self._scheme, text)
         if "=" in text or ":" in text:
             text = _ASSIGNMENT.sub(self._assignment, text)
             if "://" in text:
                 text = _URL_CREDENTIAL.sub(self._url_credential, text)
-        if " " in text:
+        if hinted:
             text = _NEAR_WORD.sub(self._near_word, text)
-        for triggers, pattern in _SHAPES:
-            if any(t in text for t in triggers):
-                text = pattern.sub(self._shape, text)
+        if _SHAPE_TRIGGERS.search(text):
+            for triggers, pattern in _SHAPES:
+                if any(t in text for t in triggers):
+                    text = pattern.sub(self._shape, text)
         return self.scrub(text) if self._known_longest_first else text
 
     def _assignment(self, match: re.Match[str]) -> str:
