@@ -54,6 +54,7 @@ from agents.defect_history import (
 from agents.sinks import Sink, SinkError, checked_id, sink_from_config, write_atomically
 from memory.errors import StoreError
 from memory.events import Fact
+from memory.markup import md_code, md_fence, md_text
 from memory.query import History
 from memory.redact import DEFAULT_REDACTOR, MASK, Redactor
 from memory.store import Store
@@ -104,39 +105,40 @@ class DefectReport:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def to_markdown(self) -> str:
+        """Every value escaped for Markdown (`memory.markup`): text, code, fences."""
         lines = [
-            f"# {self.title}",
+            f"# {md_text(self.title)}",
             "",
-            f"**Defect** {self.defect_id} · **incident** {self.incident_id} · "
-            f"**severity** {self.severity} · **occurrences** {self.occurrences}",
+            f"**Defect** {md_text(self.defect_id)} · **incident** {md_text(self.incident_id)} · "
+            f"**severity** {md_text(self.severity)} · **occurrences** {self.occurrences}",
             "",
-            self.summary,
+            md_text(self.summary),
             "",
             "## Reproduction",
             "",
-            f"```sh\n{self.reproduction}\n```" if self.reproduction else "(no recorded request)",
+            md_fence(self.reproduction, "sh") if self.reproduction else "(no recorded request)",
             "",
             "## Expected vs actual",
             "",
-            f"- expected: `{self.expected}`",
-            f"- actual: `{self.actual}`",
+            f"- expected: {md_code(self.expected)}",
+            f"- actual: {md_code(self.actual)}",
         ]
         if self.response:
-            lines += ["", "```", self.response, "```"]
+            lines += ["", md_fence(self.response)]
         if self.changed:
-            lines += ["", "## What changed", "", "```", self.changed, "```"]
+            lines += ["", "## What changed", "", md_fence(self.changed)]
         lines += [
             "",
             "## Builds",
             "",
-            f"- first bad build: {self.first_bad_build or 'unknown'}",
-            f"- last good build: {self.last_good_build or 'unknown'}",
-            f"- first seen {self.first_seen}, last seen {self.last_seen}",
+            f"- first bad build: {md_text(self.first_bad_build or 'unknown')}",
+            f"- last good build: {md_text(self.last_good_build or 'unknown')}",
+            f"- first seen {md_text(self.first_seen)}, last seen {md_text(self.last_seen)}",
             "",
             "## Affected",
             "",
-            *[f"- test `{t}`" for t in self.tests],
-            *[f"- route `{r}`" for r in self.routes],
+            *[f"- test {md_code(t)}" for t in self.tests],
+            *[f"- route {md_code(r)}" for r in self.routes],
         ]
         return "\n".join(lines) + "\n"
 
@@ -176,7 +178,7 @@ def curl_command(exchange: Mapping[str, Any], redactor: Redactor = DEFAULT_REDAC
     parts = ["curl", "-X", str(exchange.get("method") or "GET"), redactor.url(exchange["url"])]
     for name, value in headers.items():
         if name.lower() not in _CURL_SKIP:
-            parts += ["-H", f"{name}: {MASK if name.lower() in redactor.headers else value}"]
+            parts += ["-H", f"{name}: {MASK if redactor.secret_header(name) else value}"]
     body = exchange.get("request_body")
     note = ""
     if body and exchange.get("request_body_encoding", "utf-8") == "utf-8":
@@ -221,6 +223,19 @@ class Outbox:
         found = [self._read(self.directory / name) for name in names]
         return [entry for entry in found if entry is not None]
 
+    def set_aside_damaged(self) -> list[str]:
+        """Move every entry that is no action (unreadable, not JSON, no action or
+        defect id: what `testmem doctor` calls damaged) to outbox/damaged/, kept
+        for a person to look at; their names."""
+        if not self.directory.is_dir():
+            return []
+        damaged = [p for p in sorted(self.directory.glob("*.json")) if not _is_entry(p)]
+        if damaged:
+            (self.directory / "damaged").mkdir(exist_ok=True)
+        for path in damaged:
+            path.replace(self.directory / "damaged" / path.name)
+        return [p.name for p in damaged]
+
     def _path(self, entry: Mapping[str, Any]) -> Path:
         if entry["action"] not in ("create", "update"):
             raise SinkError(f"unknown outbox action {entry['action']!r}")
@@ -234,6 +249,20 @@ class Outbox:
         except (OSError, ValueError) as exc:
             warnings.warn(DefectWarning(f"unreadable outbox entry {path}: {exc}"), stacklevel=2)
             return None
+
+
+def _is_entry(path: Path) -> bool:
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return (
+        _ENTRY.match(path.name) is not None
+        and isinstance(entry, dict)
+        and entry.get("action") in ("create", "update")
+        and isinstance(entry.get("defect_id"), str)
+        and isinstance(entry.get("report"), dict)
+    )
 
 
 class DefectAgent:
@@ -269,6 +298,8 @@ class DefectAgent:
         delivered: list[str] = []
         errors: list[str] = []
         with self._locked():
+            for name in self.outbox.set_aside_damaged():
+                errors.append(f"{name}: damaged, moved to {self.outbox.directory / 'damaged'}")
             history = History(self.store)
             for entry in self.outbox.entries():
                 result = self._retry(entry, history)
@@ -395,9 +426,12 @@ def _entry(action: str, report: DefectReport) -> dict[str, Any]:
 
 def _seen(history: History, incident: Incident) -> str:
     """Occurrences per build and the last few, for an update a person can read."""
-    builds = ", ".join(f"{build} {n}" for build, n in occurrences_per_build(history, incident))
+    builds = ", ".join(
+        f"{md_text(build)} {n}" for build, n in occurrences_per_build(history, incident)
+    )
     recent = "; ".join(
-        f"`{r['nodeid']}` in {r['build'] or '(no build)'} at {_when(r['occurred_at'])}"
+        f"{md_code(r['nodeid'])} in {md_text(r['build'] or '(no build)')} "
+        f"at {_when(r['occurred_at'])}"
         for r in recent_occurrences(history, incident)
     )
     return f"Per build: {builds}. Latest: {recent}."

@@ -433,8 +433,38 @@ def remove_orphans(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[str
 
 
 def check_outbox(store: Store) -> list[str]:
+    """Actions waiting, and damaged entries, which `testmem defects flush` sets
+    aside in outbox/damaged/: so both count the same actions waiting."""
     outbox = store.root / "defects" / "outbox"
-    pending = sorted(outbox.glob("*.json")) if outbox.is_dir() else []
-    if not pending:
-        return []
-    return [f"{len(pending)} defect actions waiting in {outbox} (run `testmem defects flush`)"]
+    files = sorted(outbox.glob("*.json")) if outbox.is_dir() else []
+    damaged = [p.name for p in files if not _outbox_entry(p)]
+    problems = []
+    if len(files) > len(damaged):
+        waiting = len(files) - len(damaged)
+        problems.append(
+            f"{waiting} defect actions waiting in {outbox} (run `testmem defects flush`)"
+        )
+    if damaged:
+        problems.append(
+            f"{len(damaged)} damaged outbox entries ({', '.join(damaged[:5])}): "
+            f"`testmem defects flush` moves them to {outbox / 'damaged'}"
+        )
+    return problems
+
+
+_OUTBOX_NAME = re.compile(r"^(create|update)-def-[0-9a-f]{12}\.json$")
+
+
+def _outbox_entry(path: Path) -> bool:
+    """The outbox's own rule (agents.defects), restated: memory never imports agents."""
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return (
+        _OUTBOX_NAME.match(path.name) is not None
+        and isinstance(entry, dict)
+        and entry.get("action") in ("create", "update")
+        and isinstance(entry.get("defect_id"), str)
+        and isinstance(entry.get("report"), dict)
+    )

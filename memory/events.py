@@ -66,7 +66,7 @@ class Blob:
     def of(cls, value: bytes | str | None, cap: int = DEFAULT_CAP) -> Blob:
         if value is None:
             return cls(None)
-        raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        raw = _encoded(value) if isinstance(value, str) else value
         digest = hashlib.sha256(raw).hexdigest()
         head = raw[:cap]
         try:
@@ -79,6 +79,35 @@ class Blob:
 
                 text, encoding = base64.b64encode(head).decode("ascii"), "base64"
         return cls(text, len(raw), digest, encoding, len(raw) > cap)
+
+
+def _encoded(text: str) -> bytes:
+    """A string's bytes: those that came in undecodable (surrogate-escaped)
+    come back as they were; a lone surrogate becomes its escape ``\\ud800``."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def escaped(text: str) -> str:
+    """``text`` as valid UTF-8: a lone surrogate becomes its escape ``\\udcff``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _escape_text(event: Event) -> None:
+    """Escape, in place, every string of ``event`` that is not valid UTF-8."""
+    for name, value in vars(event).items():
+        if isinstance(value, str):
+            setattr(event, name, escaped(value))
+        elif isinstance(value, list):
+            setattr(event, name, [escaped(v) if isinstance(v, str) else v for v in value])
+        elif isinstance(value, Blob) and value.text is not None:
+            setattr(event, name, dataclasses.replace(value, text=escaped(value.text)))
 
 
 # Column declarations: (name, arrow type). Blob fields expand to five
@@ -228,7 +257,7 @@ class Fact(Event):
             type=type,
             run_id=run_id,
             **typed,
-            detail=json.dumps(detail, default=str, ensure_ascii=False),
+            detail=escaped(json.dumps(detail, default=str, ensure_ascii=False)),
         )
 
     @property
@@ -371,8 +400,20 @@ def to_table(events: Sequence[Event]) -> pa.Table:
     by_class: dict[type[Event], list[Event]] = {}
     for event in events:
         by_class.setdefault(type(event), []).append(event)
-    parts = [_class_table(cls, group) for cls, group in by_class.items()]
+    parts = [_valid_class_table(cls, group) for cls, group in by_class.items()]
     return pa.concat_tables(parts) if parts else arrow_schema().empty_table()
+
+
+def _valid_class_table(cls: type[Event], group: list[Event]) -> pa.Table:
+    """`_class_table`, with the text that is not valid UTF-8 (a lone surrogate
+    from a parametrize value, an assertion's diff) escaped: no value may fail
+    a batch. Escaped only when Arrow refuses, so valid batches pay nothing."""
+    try:
+        return _class_table(cls, group)
+    except UnicodeEncodeError:
+        for event in group:
+            _escape_text(event)
+        return _class_table(cls, group)
 
 
 def _class_table(cls: type[Event], group: list[Event]) -> pa.Table:

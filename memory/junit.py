@@ -12,6 +12,7 @@ columns directly, which keeps large reports fast.
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from memory.errors import TestmemError
 from memory.events import PRODUCER, SCHEMA_VERSION, Blob, arrow_schema, uuid7
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from memory.store import Store
 
 SOURCE = f"{PRODUCER} junit"
+MAX_BYTES = 256 << 20  # the largest report imported (a big Surefire run is ~50 MiB)
+MAX_SECONDS = 10**7  # a longer `time` (NaN, 1e308) is no duration: it counts as 0
 _OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
 
 
@@ -215,13 +218,16 @@ def _table(
 def parse_junit(path: Path, redactor: Redactor = DEFAULT_REDACTOR) -> JunitRun:
     """One JUnit XML file as a `JunitRun`; `JunitError` names the file and line on trouble."""
     try:
-        content = path.read_bytes()
+        with path.open("rb") as file:
+            content = file.read(MAX_BYTES + 1)  # /dev/zero ends here too
         modified_us = int(path.stat().st_mtime * 1e6)
     except OSError as exc:
         raise JunitError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(content) > MAX_BYTES:
+        raise JunitError(f"{path}: larger than {MAX_BYTES >> 20} MiB, the most a report may be")
     run = JunitRun(path, run_id_of(content))
     try:
-        _Parser(run, redactor, modified_us).feed(path)
+        _Parser(run, redactor, modified_us).feed(io.BytesIO(content), path)
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":")[0]
@@ -244,9 +250,9 @@ class _Parser:
         self.redactor = redactor
         self.clock_us = clock_us  # when the next testcase started
 
-    def feed(self, path: Path) -> None:
+    def feed(self, source: IO[bytes], path: Path) -> None:
         depth = 0
-        for event, element in ET.iterparse(path, events=("start", "end")):
+        for event, element in ET.iterparse(source, events=("start", "end")):
             tag = element.tag
             if event == "start":
                 depth += 1
@@ -321,13 +327,16 @@ def _outcome(verdict: ET.Element | None) -> str:
 
 
 def _seconds(value: str | None) -> float:
+    """A duration attribute in seconds; one that is no duration (NaN, infinite,
+    negative, over `MAX_SECONDS`) counts as 0 rather than refusing the file."""
     try:
-        return float(value or 0)
+        seconds = float(value or 0)
     except ValueError:  # Surefire writes "1,234.5" past a thousand seconds
         try:
-            return float(value.replace(",", "")) if value else 0.0
+            seconds = float(value.replace(",", "")) if value else 0.0
         except ValueError:
             return 0.0
+    return seconds if 0 <= seconds <= MAX_SECONDS else 0.0
 
 
 def _timestamp(value: str | None) -> int | None:

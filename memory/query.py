@@ -10,6 +10,8 @@ through `History.query`, which is read-only.
 
 from __future__ import annotations
 
+import re
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +123,20 @@ _VIEWS = {
 }
 
 
+_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """What a user's query may take: wall time, DuckDB's memory (beyond it,
+    it spills to DIR/tmp/query, up to ``spill``), and rows returned."""
+
+    timeout_s: float = 30.0
+    memory: str = "512MB"
+    spill: str = "4GB"
+    max_rows: int = 100_000
+
+
 @dataclass(frozen=True)
 class Rows:
     """A query result: column names and rows, ready for any output format."""
@@ -148,20 +164,35 @@ class History:
         self._by_name = False  # whether `events` matches the files' columns by name
         self._create_views()
 
+    def close(self) -> None:
+        """Close DuckDB now: one that spilled must not be left to the interpreter's
+        exit, where removing its spill files aborts the process."""
+        self.db.close()
+
     def _create_views(self) -> None:
         select, self._by_name = _events_select(self.db, self._files, self._by_name)
         self.db.execute(f"CREATE OR REPLACE VIEW events AS {select}")
         for name, sql in _VIEWS.items():
             self.db.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
-    def sql(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Rows:
-        """Run trusted library SQL with bound parameters."""
+    def sql(
+        self,
+        sql: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        max_rows: int | None = None,
+    ) -> Rows:
+        """Run trusted library SQL with bound parameters (``max_rows``: refuse more)."""
         import duckdb
 
         try:
             cursor = self.db.execute(sql, params or [])
             columns = [d[0] for d in cursor.description or []]
-            return Rows(columns, cursor.fetchall())
+            if max_rows is None:
+                return Rows(columns, cursor.fetchall())
+            rows = cursor.fetchmany(max_rows + 1)
+            if len(rows) > max_rows:
+                raise QueryError(f"more than {max_rows:,} rows: add a LIMIT")
+            return Rows(columns, rows)
         except duckdb.Error as exc:
             if self._by_name or "schema mismatch" not in str(exc):
                 raise QueryError(_first_line(exc)) from exc
@@ -170,8 +201,10 @@ class History:
         self._create_views()
         return self.sql(sql, params)
 
-    def query(self, sql: str) -> Rows:
-        """Run a user's SQL: only SELECT statements, no file system access."""
+    def query(self, sql: str, limits: QueryLimits | None = None) -> Rows:
+        """Run a user's SQL: only SELECT statements, no file system access,
+        within `QueryLimits` (time, memory, rows)."""
+        limits = limits or QueryLimits()
         import duckdb
 
         try:
@@ -182,15 +215,38 @@ class History:
             raise QueryError("empty query")
         if any(s.type != duckdb.StatementType.SELECT for s in statements):
             raise QueryError("only SELECT queries are allowed (the store is read-only here)")
-        self._lock_down()
-        return self.sql(sql)
+        self._lock_down(limits)
+        expired = threading.Event()
 
-    def _lock_down(self) -> None:
-        """From here on DuckDB may read only the store's files and change no setting."""
+        def stop() -> None:
+            expired.set()
+            self.db.interrupt()
+
+        timer = threading.Timer(limits.timeout_s, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self.sql(sql, max_rows=limits.max_rows)
+        except QueryError as exc:
+            if expired.is_set():
+                raise QueryError(f"stopped after {limits.timeout_s:g} s (the time limit)") from exc
+            raise
+        finally:
+            timer.cancel()
+
+    def _lock_down(self, limits: QueryLimits) -> None:
+        """From here on DuckDB may read only the store's files, spill only into
+        DIR/tmp/query, use at most ``limits.memory`` and change no setting."""
         if self._locked:  # the configuration cannot be set twice
             return
         self._locked = True
         root = str(self.store.root.resolve()).replace("'", "''")
+        for size in (limits.memory, limits.spill):
+            if not _SIZE.fullmatch(size):
+                raise QueryError(f"{size!r} is not a size like 512MB or 2GiB")
+        self.db.execute("SET memory_limit = ?", [limits.memory])
+        self.db.execute("SET temp_directory = ?", [_spill_directory(self.store)])
+        self.db.execute("SET max_temp_directory_size = ?", [limits.spill])
         self.db.execute(f"SET allowed_directories = ['{root}']")
         self.db.execute("SET enable_external_access = false")
         self.db.execute("SET lock_configuration = true")
@@ -395,6 +451,16 @@ def _size(uri: str) -> int:
 
     path = Path(uri.removeprefix("file://"))
     return path.stat().st_size if path.exists() else 0
+
+
+def _spill_directory(store: Store) -> str:
+    """DIR/tmp/query, made if missing; "" (no spilling) where it cannot be made."""
+    path = store.root.resolve() / "tmp" / "query"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return ""
+    return str(path)
 
 
 def _first_line(exc: Exception) -> str:

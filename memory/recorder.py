@@ -181,7 +181,11 @@ class Recorder:
             if call.when == "setup":
                 report.testmem_item = _describe_item(item)  # type: ignore[attr-defined]
             if call.excinfo is not None and report.failed:
-                report.testmem_failure = self._describe_exception(call.excinfo)  # type: ignore[attr-defined]
+                failure = self._describe_exception(call.excinfo)
+                # Redacted here, by the redactor that saw the test's exchanges
+                # (an xdist worker's): it knows the secrets they carried.
+                failure["traceback"] = self.redactor.text(report.longreprtext)
+                report.testmem_failure = failure  # type: ignore[attr-defined]
         except Exception as exc:  # never let recording change the report
             self._errors.append(f"describing {item.nodeid}: {exc}")
         return report
@@ -400,7 +404,6 @@ class Recorder:
     ) -> FailureObserved:
         described = getattr(report, "testmem_failure", None) or self._describe_longrepr(report)
         crash = getattr(report.longrepr, "reprcrash", None)
-        traceback = self.redactor.text(report.longreprtext)
         explained, rule = (
             explaining_exchange(described["message"], phase, exchanges)
             if exchanges
@@ -418,7 +421,9 @@ class Recorder:
             assertion=described.get("assertion"),
             crash_path=getattr(crash, "path", None),
             crash_line=getattr(crash, "lineno", None),
-            traceback=Blob.of(traceback, self.cap),
+            traceback=Blob.of(
+                described.get("traceback") or self.redactor.text(report.longreprtext), self.cap
+            ),
             exchange_ids=[x.exchange_id for x in exchanges],
             exchange_id=explained,
             exchange_rule=rule,
@@ -463,7 +468,7 @@ class Recorder:
             rootdir=str(config.rootpath),
             python_version=platform.python_version(),
             pytest_version=pytest.__version__,
-            args=[self.redactor.text(a) for a in config.invocation_params.args],
+            args=self.redactor.args(config.invocation_params.args),
         )
 
     def _emit(self, event: Event) -> None:

@@ -182,9 +182,13 @@ def serve(work: _Work, requests: IO[bytes], answers: IO[bytes]) -> None:
             return
         try:
             answer = (True, work.do(request, argument))
-        except StoreError as error:
-            answer = (False, " ".join(str(error).split()))
+        except Exception as error:  # said to the run, which names it in its warning
+            answer = (False, " ".join(_cause(error).split()))
         _send(answers, answer)
+
+
+def _cause(error: Exception) -> str:
+    return str(error) if isinstance(error, StoreError) else f"{type(error).__name__}: {error}"
 
 
 def _send(stream: IO[bytes], message: Any) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 import duckdb
 import pytest
 
-from memory.redact import MASK, Redactor
+from memory.redact import MASK, Redactor, is_secret_name
 
 # Recording only: the agents' in-run retry and post-run triage are specified elsewhere.
 MEMORY = ("--memory", "--memory-retries=0", "--no-memory-triage")
@@ -167,3 +167,70 @@ def test_an_unchanged_json_body_keeps_its_exact_bytes():
 def test_binary_bodies_pass_through_untouched():
     body = b"\x89PNG\r\n\x1a\n\xff\xfe"
     assert Redactor().body(body, "image/png") == body
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Api-Key", "X-Amz-Security-Token", "X-CSRF-Token", "Private-Token", "X-Goog-Api-Key",
+     "X-Session-Token", "sig", "X-Amz-Credential", "clientSecret", "accessToken", "sessionId",
+     "private_key", "aws_secret_access_key", "new_password", "pin", "otp", "MY_SERVICE_PASSWORD",
+     "accesstoken", "apikey", "APIKey", "db.password", "Set-Cookie"],
+)  # fmt: skip
+def test_a_secret_is_known_by_the_words_of_its_name_in_any_spelling(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["keyboard", "monkey", "author", "token_type", "max_tokens", "sort_key", "public_key",
+     "tokenizer", "Keep-Alive", "Www-Authenticate", "pinned", "code"],
+)  # fmt: skip
+def test_names_that_only_contain_a_secret_word_keep_their_value(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+def test_code_is_a_secret_only_as_a_query_parameter() -> None:
+    redactor = Redactor()
+    assert redactor.url("http://h/cb?code=oauth123&state=s") == f"http://h/cb?code={MASK}&state=s"
+    body = b'{"error": {"code": "E_NOT_FOUND"}}'
+    assert redactor.body(body, "application/json") == body
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [("MY_SERVICE_PASSWORD=hunter22 next", "hunter22"),
+     ("--api-base-url http://svc:PASS1234@host/x", "PASS1234"),
+     ("GET http://TOKEN123abc@host/", "TOKEN123abc"),
+     ("postgres://u:pw12345@db:5432/x", "pw12345"),
+     ("key AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+     ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcDEF123_-x", "eyJzdWIiOiIxIn0"),
+     ("-----BEGIN RSA PRIVATE KEY-----\nMIIabc\n-----END RSA PRIVATE KEY-----", "MIIabc"),
+     ("the secret is Zk3qL9pX2mN8vB4c ok", "Zk3qL9pX2mN8vB4c"),
+     ("token      = 'abcd1234'", "abcd1234"),
+     ("Authorization: Bearer sk-live-1", "sk-live-1")],
+)  # fmt: skip
+def test_secrets_are_found_by_pattern_in_free_text(text: str, secret: str) -> None:
+    assert secret not in Redactor().text(text)
+
+
+def test_prose_without_a_secret_is_left_alone() -> None:
+    text = "token validation failed for keyboard=qwerty, order 12345, error_code=E42"
+    assert Redactor().text(text) == text
+
+
+def test_a_value_masked_by_name_is_masked_in_every_later_text() -> None:
+    redactor = Redactor()
+    redactor.headers_json([("X-CSRF-Token", "csrf-abc123"), ("Cookie", "sid=ck99zz; a=b")])
+    redactor.body(b'{"pin": "5038"}', "application/json")
+    later = redactor.text("assert 'csrf-abc123' == 'x'; echo ck99zz; pin 5038, order 50381")
+    assert later == f"assert '{MASK}' == 'x'; echo {MASK}; pin {MASK}, order 50381"
+
+
+def test_command_line_arguments_mask_the_value_after_a_secret_option() -> None:
+    args = Redactor().args(["--password", "s3cr3t", "--api-base-url", "http://svc:P4ss@h", "-q"])
+    assert args == ["--password", MASK, "--api-base-url", f"http://svc:{MASK}@h", "-q"]
+
+
+def test_a_secret_in_a_body_that_is_not_utf8_is_masked_and_the_bytes_kept() -> None:
+    body = b"\xff\xfe token=abcd1234 \x81"
+    assert Redactor().body(body, "application/octet-stream") == b"\xff\xfe token=[REDACTED] \x81"

@@ -11,6 +11,7 @@ import click
 
 from agents.triage import Triage, decisions
 from memory.cli import cli, emit, json_option, open_store, output_options
+from memory.markup import terminal
 from memory.query import History
 from memory.store import Store
 
@@ -51,7 +52,7 @@ def triage(
         click.echo(json.dumps([d.__dict__ for d in result.decisions], default=str, indent=2))
     else:
         for line in result.summary_lines():
-            click.echo(line)
+            click.echo(terminal(line))
         if result.skipped:
             click.echo(f"({result.skipped} tests already decided; --force decides them again)")
 

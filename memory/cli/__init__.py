@@ -6,12 +6,15 @@ result. Library errors become one clear line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
 import json
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from memory.errors import TestmemError
+from memory.markup import terminal
 from memory.store import ENV_DIR, Store, resolve_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,7 +33,7 @@ class CliError(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"testmem: error: {self.format_message()}", err=True)
+        click.echo(f"testmem: error: {terminal(self.format_message())}", err=True)
 
 
 class _Group(click.Group):
@@ -37,11 +41,45 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with native_output_aside():
+                return super().invoke(ctx)
         except TestmemError as exc:
             raise CliError(str(exc)) from exc
         except OSError as exc:
             raise CliError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+
+
+@contextlib.contextmanager
+def native_output_aside() -> Iterator[None]:
+    """Keep what native code writes to fd 2 off the terminal during a command:
+    deltalake's Rust panics print a message and a backtrace there before the
+    error reaches Python, where it becomes the command's one-line message.
+    Python's own ``sys.stderr`` keeps the terminal. ``$TESTMEM_NATIVE_STDERR=1``
+    leaves fd 2 alone, for debugging."""
+    if os.environ.get("TESTMEM_NATIVE_STDERR"):
+        yield
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    python_stderr = sys.stderr
+    if _writes_to_fd2(python_stderr):
+        sys.stderr = open(terminal, "w", encoding=python_stderr.encoding, closefd=False)  # noqa: SIM115
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(terminal, 2)
+            os.close(terminal)
+            sys.stderr = python_stderr
+
+
+def _writes_to_fd2(stream: Any) -> bool:
+    try:
+        return bool(stream.fileno() == 2)
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # click's CliRunner, pytest
+        return False
 
 
 _FORMATS = ["table", "json", "csv"]
@@ -197,7 +235,7 @@ def _cell(value: Any, max_width: int | None) -> str:
         text = f"{value:g}"
     else:
         text = str(value)
-    text = text.replace("\n", " ⏎ ")
+    text = terminal(text.replace("\n", " ⏎ "))
     return text if max_width is None or len(text) <= max_width else text[: max_width - 1] + "…"
 
 

@@ -111,7 +111,7 @@ def cluster(file: Any, same: float | None) -> None:
     from memory.clustering import cluster_failures
     from memory.matching import DEFAULT_SAME
 
-    failures = [_failure(line) for line in file.read().splitlines() if line.strip()]
+    failures = [_failure(line) for line in _lines(file) if line.strip()]
     threshold = DEFAULT_SAME if same is None else same
     result = cluster_failures(failures, same=threshold, related=min(threshold, 0.70))
     assignments = [
@@ -124,6 +124,20 @@ def cluster(file: Any, same: float | None) -> None:
         for n, link in enumerate(result.links, start=1)
     ]
     emit_object({"inputs": assignments, "summary": result.summary()}, True)
+
+
+# The most `cluster` reads; a longer line is clustered by its head.
+CLUSTER_MAX_BYTES, CLUSTER_MAX_LINES, CLUSTER_MAX_LINE = 64 << 20, 100_000, 64 << 10
+
+
+def _lines(file: Any) -> list[bytes]:
+    content = file.read(CLUSTER_MAX_BYTES + 1)  # /dev/zero ends here too
+    name = getattr(file, "name", "the input")
+    if len(content) > CLUSTER_MAX_BYTES:
+        raise CliError(f"{name}: more than {CLUSTER_MAX_BYTES >> 20} MiB; split it up")
+    if content.count(b"\n") > CLUSTER_MAX_LINES:
+        raise CliError(f"{name}: more than {CLUSTER_MAX_LINES:,} lines; split it up")
+    return [line[:CLUSTER_MAX_LINE] for line in content.splitlines()]
 
 
 def _failure(line: bytes) -> dict[str, Any]:

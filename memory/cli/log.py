@@ -7,7 +7,7 @@ import dataclasses
 import click
 
 from memory.cli import cli, emit, emit_record, open_store, output_options
-from memory.query import History
+from memory.query import History, QueryLimits
 
 
 @cli.command()
@@ -62,14 +62,27 @@ def flaky(window: int, min_runs: int, fmt: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("sql")
+@click.option(
+    "--timeout", default=QueryLimits.timeout_s, show_default=True, envvar="TESTMEM_QUERY_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True), help="Seconds before the query is stopped.",
+)  # fmt: skip
+@click.option(
+    "--memory-limit", default=QueryLimits.memory, show_default=True,
+    envvar="TESTMEM_QUERY_MEMORY", help="DuckDB's memory; beyond it, it spills to DIR/tmp.",
+)  # fmt: skip
 @output_options
-def query(sql: str, fmt: str, as_json: bool) -> None:
+def query(sql: str, timeout: float, memory_limit: str, fmt: str, as_json: bool) -> None:
     """Run a read-only SQL query over the views events, runs, results,
-    exchanges and failures.
+    exchanges and failures, within a time and a memory limit (at most
+    100,000 rows).
 
     Example: testmem query "SELECT route, count(*) FROM exchanges GROUP BY route"
     """
-    result = History(open_store()).query(sql)
+    history = History(open_store())
+    try:
+        result = history.query(sql, QueryLimits(timeout_s=timeout, memory=memory_limit))
+    finally:
+        history.close()
     emit(result.columns, result.rows, fmt, as_json)
 
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from memory.cli import CliError, cli, emit_object, json_option, open_store
+from memory.markup import terminal
 
 
 @cli.command()
@@ -34,9 +35,9 @@ def doctor(repair: bool, vacuum_hours: float, as_json: bool) -> None:
     for finding in [] if as_json else findings:
         click.echo(f"{finding.check:<8} {'ok' if finding.ok else 'PROBLEM'}")
         for line in finding.repaired:
-            click.echo(f"  repaired: {line}")
+            click.echo(f"  repaired: {terminal(line)}")
         for line in finding.problems:
-            click.echo(f"  {line}")
+            click.echo(f"  {terminal(line)}")
     sys.exit(0 if all(f.ok for f in findings) else 1)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from memory.cli import F, cli, open_store
+from memory.markup import terminal
 from memory.report.model import ENV_TZ
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def trends(weeks: int, since: datetime | None, until: datetime | None, tz: str) 
     """
     from memory.report import render_trends
 
-    click.echo(render_trends(_report(weeks, since, until, tz)))
+    click.echo(terminal(render_trends(_report(weeks, since, until, tz))))
 
 
 @cli.group(name="import")

@@ -79,6 +79,10 @@ def week_label(start: date) -> str:
     return f"{year}-W{week:02d}"
 
 
+MAX_WEEKS = 520  # a report covers at most ten years: its size stays bounded
+_EARLIEST, _LATEST = date(1970, 1, 5), date(9999, 12, 1)  # the log's instants hold these
+
+
 @dataclass(frozen=True)
 class Period:
     """The ISO weeks shown, plus the one before the first (for its change)."""
@@ -88,13 +92,18 @@ class Period:
 
     @classmethod
     def of(cls, weeks: int, since: date | None, until: date | None, tz: str) -> Period:
-        if weeks < 1 and since is None:
-            raise ReportError("--weeks must be at least 1")
+        if since is None and not 1 <= weeks <= MAX_WEEKS:
+            raise ReportError(f"--weeks must be from 1 to {MAX_WEEKS} (ten years), not {weeks}")
+        for option, day in (("--since", since), ("--until", until)):
+            if day and not _EARLIEST <= day <= _LATEST:
+                raise ReportError(f"{option} {day} is out of range ({_EARLIEST} to {_LATEST})")
         last = week_start(until or datetime.now(ZoneInfo(tz)).date())
         first = week_start(since) if since else last - timedelta(weeks=weeks - 1)
         if first > last:
             raise ReportError(f"--since {since} is after --until {until}")
         count = (last - first).days // 7 + 1
+        if count > MAX_WEEKS:
+            raise ReportError(f"{first} to {last} is {count} weeks, more than {MAX_WEEKS}")
         return cls(tuple(first + timedelta(weeks=i) for i in range(count)), tz)
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from memory.markup import md_cell, md_code, md_text
 from memory.report.model import (
     CATEGORIES,
     METRIC,
@@ -65,7 +66,7 @@ def render_markdown(report: Report) -> str:
     week = report.weeks[-1]
     parts = [
         f"## Test suite report {report.labels[0]} \u2013 {report.labels[-1]}",
-        f"Time zone {report.tz}. Store `{report.store}`.",
+        f"Time zone {md_text(report.tz)}. Store {md_code(report.store)}.",
     ]
     if report.empty:
         parts.append("**No data yet:** no test results in these weeks.")
@@ -89,7 +90,7 @@ def _summary(week: Any) -> str:
 
 def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(md_cell(c) for c in cells) + " |"
 
     align = "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(columns))) + "|"
     return "\n".join([line(columns), align, *(line(r) for r in rows)])
@@ -149,7 +150,7 @@ def _flaky(report: Report) -> str:
         tests = report.flaky[key]
         rows = [
             [
-                f"`{t['nodeid']}`",
+                md_code(t["nodeid"]),
                 str(t["runs"]),
                 str(t["failed"]),
                 str(t["rescued"]),
@@ -169,7 +170,7 @@ def _flaky(report: Report) -> str:
 def _slowest(report: Report) -> str:
     rows = [
         [
-            f"`{t['nodeid']}`",
+            md_code(t["nodeid"]),
             f"{t['mean_s']:.3f} s" if t["mean_s"] is not None else NONE,
             "" if t["change"] is None else f"{t['change'] * 100:+.0f}%",
             spark(t["weekly_mean_s"]),
@@ -183,13 +184,13 @@ def _slowest(report: Report) -> str:
 def _routes(report: Report) -> str:
     rows = [
         [
-            f"`{r['route']}`",
+            md_code(r["route"]),
             f"{r['weekly_requests'][-1]:,}",
             format_value("rate", r["weekly_error_rate"][-1]),
             format_value("ms", r["weekly_p50_ms"][-1]),
             format_value("ms", r["weekly_p95_ms"][-1]),
             spark(r["weekly_p95_ms"]),
-            "; ".join(describe_schema_change(c) for c in r["schema_changes"]) or "none",
+            md_text("; ".join(describe_schema_change(c) for c in r["schema_changes"]) or "none"),
         ]
         for r in report.routes
     ]
