@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -59,8 +58,7 @@ class Output:
 @click.option(
     "--dir",
     "store_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help=f"Store directory [${ENV_DIR}; [tool.testmem] dir; ini memory_dir; data/].",
+    help=f"Store directory or s3://BUCKET/PREFIX [${ENV_DIR}; [tool.testmem] dir; data/].",
 )
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), help="Output of listings [table].")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -68,7 +66,7 @@ class Output:
 @click.version_option(package_name="testmem")
 @click.pass_context
 def cli(
-    ctx: click.Context, store_dir: Path | None, fmt: str | None, as_json: bool, wide: bool
+    ctx: click.Context, store_dir: str | None, fmt: str | None, as_json: bool, wide: bool
 ) -> None:
     """testmem: the memory of your API test suite.
 
