@@ -190,7 +190,7 @@ class EventLog:
         sink = pa.BufferOutputStream()
         pq.write_table(part, sink, **options)
         data = sink.getvalue()
-        obstore.put(self._objects, name, memoryview(data))
+        obstore.put(self._objects, name, data.to_pybytes())
         return data.size
 
     def _commit(self, adds: list[Any], batch: int) -> None:
