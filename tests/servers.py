@@ -77,12 +77,14 @@ def seaweedfs(root: Path) -> Iterator[S3]:
     config.write_text(json.dumps({"identities": [identity]}))
     ports = {name: free_port() for name in _MINI_PORTS}
     loopback = ["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
-    mini = [str(binary), f"-logdir={root}", "mini", f"-dir={root / 'data'}", *loopback, "-master.telemetry=false",
-            "-admin.ui=false", "-webdav=false", f"-s3.config={config}", f"-bucket={BUCKET}",
+    mini = [str(binary), f"-logdir={root}", "mini", f"-dir={root / 'data'}", *loopback,
+            "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+            f"-s3.config={config}", f"-bucket={BUCKET}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             *(f"-{name}={port}" for name, port in ports.items())]  # fmt: skip
     second = free_port()
-    gateway = [str(binary), f"-logdir={root}", "s3", f"-filer=127.0.0.1:{ports['filer.port']}.{ports['filer.port.grpc']}", *loopback,
+    filer = f"127.0.0.1:{ports['filer.port']}.{ports['filer.port.grpc']}"  # host:http.grpc
+    gateway = [str(binary), f"-logdir={root}", "s3", f"-filer={filer}", *loopback,
                f"-port={second}", f"-port.grpc={free_port()}", "-port.iceberg=0",
                "-port.lance=0", f"-config={config}", f"-metricsPort={free_port()}"]  # fmt: skip
     endpoints = (f"http://127.0.0.1:{ports['s3.port']}", f"http://127.0.0.1:{second}")
