@@ -12,6 +12,7 @@ the store's conditional puts (S3, and SeaweedFS, honour both headers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -62,7 +63,8 @@ class Lease:
             self._renewer.join()
         holder = self._read()
         if holder and holder[0].get("owner") == self.owner:
-            obstore.delete(self.store, self.key)
+            with contextlib.suppress(FileNotFoundError):
+                obstore.delete(self.store, self.key)
         self._etag = None
 
     def _try_take(self) -> bool:
@@ -96,12 +98,11 @@ class Lease:
 
     def _read(self) -> tuple[dict[str, Any], str] | None:
         import obstore
-        from obstore.exceptions import NotFoundError
 
         try:
             found = obstore.get(self.store, self.key)
             body = bytes(found.bytes())
-        except NotFoundError:
+        except FileNotFoundError:  # released meanwhile (obstore raises the builtin)
             return None
         try:
             holder = json.loads(body)

@@ -246,16 +246,16 @@ class EventLog:
                 self._appender = None  # open afresh for the retry
                 raise
 
-    def files(self) -> list[str]:
-        """The Parquet files of the current snapshot (what a reader may read)."""
+    def files(self, version: int | None = None) -> list[str]:
+        """The Parquet files of the current snapshot, or of ``version`` (what a reader may read)."""
         if not self.exists():
             return []
-        return self._table().file_uris()
+        return self._table(version=version).file_uris()
 
-    def dataset(self) -> Any:
-        """The current snapshot as a pyarrow dataset (how remote logs are read)."""
+    def dataset(self, version: int | None = None) -> Any:
+        """The current snapshot (or ``version``) as a pyarrow dataset (how remote logs are read)."""
         try:
-            return self._table().to_pyarrow_dataset()
+            return self._table(version=version).to_pyarrow_dataset()
         except StoreError:
             raise
         except Exception as exc:
@@ -292,14 +292,14 @@ class EventLog:
         except Exception as exc:
             raise _translate(exc, f"cannot compact {self.uri}") from exc
 
-    def _table(self, fallback: bool = True) -> Any:
-        """The newest snapshot; if a damaged commit stops deltalake from
-        reading it, the newest one before that commit, with a warning
-        (unless not ``fallback``: then the error)."""
+    def _table(self, fallback: bool = True, version: int | None = None) -> Any:
+        """The newest snapshot (or ``version``); if a damaged commit stops
+        deltalake from reading it, the newest one before that commit, with a
+        warning (unless not ``fallback``: then the error)."""
         from deltalake import DeltaTable
 
         try:
-            return DeltaTable(self.uri)
+            return DeltaTable(self.uri, version=version)
         except Exception as exc:
             error = _translate(exc, f"cannot open the event log at {self.uri}")
             table = self._readable_before_damage() if fallback else None

@@ -89,25 +89,28 @@ class Rows:
 
 
 class History:
-    """Read access to a store through DuckDB."""
+    """Read access to a store through DuckDB; with ``part=(i, n, version)``,
+    to the i-th of n slices of that version's files only (a distributed
+    report's share)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, part: tuple[int, int, int | None] | None = None) -> None:
         import duckdb
 
         self.store = store
+        self.part = part
         self.db = duckdb.connect(":memory:")
         self.db.execute("SET threads TO 2")
         # Every view re-binds `events`, which reads each file's footer: read them once.
         self.db.execute("SET parquet_metadata_cache = true")
         self._locked = False
         self.skipped: list[str] = []  # damaged files left out of every answer
-        self._files = [] if store.remote else store.events.files()
+        self._files = [] if store.remote else self._sliced(store.events.files(self._version))
         self._by_name = False  # whether `events` matches the files' columns by name
         self._create_views()
 
     def _create_views(self) -> None:
         if self.store.remote:
-            select = _snapshot_select(self.db, self.store.events.dataset())
+            select = _snapshot_select(self.db, self._remote_dataset())
         else:
             select = self._local_select()
         self.db.execute(f"CREATE OR REPLACE VIEW events AS {select}")
@@ -128,7 +131,25 @@ class History:
         self._create_views()
         return self.sql(sql, params)
 
+    @property
+    def _version(self) -> int | None:
+        return self.part[2] if self.part else None
+
+    def _sliced(self, items: list[Any]) -> list[Any]:
+        return items[self.part[0] :: self.part[1]] if self.part else items
+
+    def _remote_dataset(self) -> Any:
+        dataset = self.store.events.dataset(self._version)
+        if not self.part:
+            return dataset
+        import pyarrow.dataset as ds
+
+        fragments = self._sliced(list(dataset.get_fragments()))
+        return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+
     def _local_select(self) -> str:
+        import duckdb
+
         while True:
             try:
                 select, self._by_name = _events_select(self.db, self._files, self._by_name)

@@ -183,3 +183,31 @@ def test_a_live_lease_is_renewed_past_its_time_to_live(s3: S3, monkeypatch) -> N
     time.sleep(1.5)  # two and a half times its time to live: renewed meanwhile
     assert not Lease(bucket, "locks/chroma.lease", ttl_s=0.6).acquire(timeout_s=0.3)
     holder.release()
+
+
+def test_a_lease_released_while_another_waits_is_taken_by_it(s3: S3, monkeypatch) -> None:
+    """The waiter finds the lease held, then gone before it reads the holder:
+    it must take it on its next try, not fail (obstore raises the builtin
+    FileNotFoundError for a missing object)."""
+    import threading
+
+    from memory.lease import Lease, object_store
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = object_store(f"s3://testmem/lease-{time.time_ns()}")
+    holder, waiter = Lease(bucket, "locks/x.lease"), Lease(bucket, "locks/x.lease")
+    assert holder.acquire(timeout_s=1)
+    read = waiter._read
+
+    def released_before_read():  # the holder releases between the waiter's two requests
+        if holder._etag:
+            holder.release()
+        return read()
+
+    waiter._read = released_before_read  # type: ignore[method-assign]
+    done = threading.Thread(target=lambda: waiter.acquire(timeout_s=5))
+    done.start()
+    done.join()
+    assert waiter._etag is not None
+    waiter.release()
