@@ -86,8 +86,9 @@ def test_four_runners_through_two_gateways_leave_an_exact_shared_store(
             )
             for n, api in enumerate(apis)
         ]
-        for run in runs:
+        for run, log in zip(runs, logs, strict=True):
             run.wait(timeout=600)
+            log.close()
         outputs = [(tmp_path / f"runner-{n}.log").read_text() for n in range(RUNNERS)]
     finally:
         for api in apis:
