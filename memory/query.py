@@ -181,8 +181,8 @@ class History:
         for uri in damaged:
             self.skipped.append(_local_path(uri))
             warnings.warn(
-                f"skipped damaged file {_local_path(uri)} ({_first_line(exc)[:160]}); "
-                "run `testmem doctor --repair`",
+                f"skipped damaged file {_local_path(uri)}: it does not read as Parquet "
+                "(answers leave its events out); run `testmem doctor --repair`",
                 DamagedFileWarning,
                 stacklevel=2,
             )

@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from memory.errors import TestmemError
+from memory.errors import DamagedFileWarning, TestmemError
 from memory.store import ENV_DIR, Store, resolve_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +36,7 @@ class _Group(click.Group):
     """Turns library errors into clean CLI errors, never tracebacks."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        warnings.showwarning = _warn  # a damaged file skipped: one line, not Python's format
         try:
             return super().invoke(ctx)
         except TestmemError as exc:
@@ -52,6 +54,16 @@ class Output:
     fmt: str | None = None
     as_json: bool = False
     wide: bool = False
+
+
+def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, DamagedFileWarning):
+        click.echo(f"testmem: warning: {message}", err=True)
+    else:
+        _python_warning(message, category, *args, **kwargs)
+
+
+_python_warning = warnings.showwarning
 
 
 @click.group(cls=_Group)
