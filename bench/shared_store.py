@@ -125,7 +125,7 @@ def ray_report(location: str, address: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--writers", type=int, default=8, help="0: no writers part")
     parser.add_argument("--commits", type=int, default=15)
     parser.add_argument("--events", type=int, default=200, help="events per commit")
     parser.add_argument("--results", type=int, default=1_000_000)
@@ -143,6 +143,8 @@ def report(s3: S3, tmp: Path, args: argparse.Namespace) -> None:
         ("s3", "s3://testmem/writers", envs),
         ("local", str(tmp / "writers"), [s3.env()] * args.writers),
     ):
+        if not args.writers:
+            break
         figures = writers(location, env, args.commits, args.events)
         print(name, "writers", {k: round(v, 2) for k, v in figures.items()}, flush=True)
     for name, location in (("s3", "s3://testmem/history"), ("local", str(tmp / "history"))):
