@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,24 +105,40 @@ _MINI_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.gr
 
 @contextmanager
 def _running(
-    command: list[str], log: Path, env: dict[str, str] | None = None
+    command: list[str], log: Path, env: dict[str, str] | None = None, session: bool = False
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` while the block runs; with ``session``, in a process
+    group of its own, which is ended whole (its children too)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **QUIET, **(env or {})},
+            start_new_session=session,
         )
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, session)
+
+
+def _stop(process: subprocess.Popen[bytes], group: bool) -> None:
+    def send(sig: int) -> None:
+        with suppress(ProcessLookupError):
+            if group:
+                os.killpg(process.pid, sig)
+            else:
+                os.kill(process.pid, sig)
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
+    if group:  # children that outlived their parent
+        send(signal.SIGKILL)
 
 
 def _until_bucket(endpoint: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -162,19 +180,45 @@ def chroma_server(path: Path) -> Iterator[str]:
 
 @contextmanager
 def ray_cluster(root: Path) -> Iterator[str]:
-    """A head on 127.0.0.2 and a worker on 127.0.0.3, one CPU each; yields RAY_ADDRESS."""
+    """A head on 127.0.0.2 and a worker on 127.0.0.3, one CPU each; yields RAY_ADDRESS.
+
+    Both run with ``--block`` in sessions of their own, so stopping them ends
+    exactly this cluster's processes (``ray stop`` would end every Ray
+    process on the machine)."""
     ray = BIN / "ray"
     port = free_port("127.0.0.2")
-    env = {**os.environ, **QUIET, "RAY_TMPDIR": str(root)}
-    head = [str(ray), "start", "--head", "--node-ip-address=127.0.0.2", f"--port={port}",
-            "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats",
-            f"--temp-dir={root}"]  # fmt: skip
     address = f"127.0.0.2:{port}"
-    worker = [str(ray), "start", f"--address={address}", "--node-ip-address=127.0.0.3",
-              "--num-cpus=1", "--disable-usage-stats"]  # fmt: skip
-    try:
-        for command in (head, worker):
-            subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
-        yield address
-    finally:
-        subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True, timeout=120)
+    env = {"RAY_TMPDIR": str(root)}
+    head = [str(ray), "start", "--block", "--head", "--node-ip-address=127.0.0.2",
+            f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+            "--disable-usage-stats", f"--temp-dir={root}"]  # fmt: skip
+    worker = [str(ray), "start", "--block", f"--address={address}",
+              "--node-ip-address=127.0.0.3", "--num-cpus=1", "--disable-usage-stats"]  # fmt: skip
+    with _running(head, root / "head.log", env, session=True) as first:
+        _until(lambda: _listening("127.0.0.2", port), first, "the Ray head")
+        with _running(worker, root / "worker.log", env, session=True) as second:
+            _until(lambda: _cpus(address) >= 2, second, "the Ray worker")
+            yield address
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _cpus(address: str) -> float:
+    status = subprocess.run(
+        [str(BIN / "ray"), "status", f"--address={address}"],
+        env={**os.environ, **QUIET}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    found = [float(m) for m in re.findall(r"/(\d+(?:\.\d+)?) CPU", status.stdout)]
+    return max(found, default=0.0)
+
+
+def _until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 180
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start")
+        time.sleep(0.5)
