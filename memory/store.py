@@ -129,7 +129,11 @@ class Store:
 
         assert self.remote is not None
         lease = Lease(object_store(self.remote), f"locks/{name}.lease")
-        if not lease.acquire(timeout_s):
+        try:
+            taken = lease.acquire(timeout_s)
+        except Exception as exc:  # obstore's errors: the bucket unreachable, access denied...
+            raise StoreError(f"{busy}: cannot take {self.remote}/{lease.key}: {exc}") from exc
+        if not taken:
             raise StoreError(f"{busy}: {self.remote}/{lease.key} held for {timeout_s:g} s")
         try:
             yield
