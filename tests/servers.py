@@ -186,6 +186,7 @@ def ray_cluster(root: Path) -> Iterator[str]:
     exactly this cluster's processes (``ray stop`` would end every Ray
     process on the machine)."""
     ray = BIN / "ray"
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port("127.0.0.2")
     address = f"127.0.0.2:{port}"
     env = {"RAY_TMPDIR": str(root)}
