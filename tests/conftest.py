@@ -25,6 +25,7 @@ from typing import Any
 # native extension panics, DuckDB keeps a stale zoneinfo for timestamps, and
 # httpx keeps mapping the exceptions of a stale (lazily imported) httpcore.
 import deltalake  # noqa: F401
+import duckdb  # noqa: F401  (query.py imports it lazily: first inside an inner run, it aborts)
 import httpcore  # noqa: F401
 import pyarrow  # noqa: F401
 import pytest
