@@ -218,7 +218,7 @@ def _cpus(address: str) -> float:
 
 
 def _until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # a loaded 2-core machine takes minutes
     while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"{what} did not start")
