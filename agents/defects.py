@@ -30,7 +30,6 @@ is ``low``, 1 ``medium``, 2-3 ``high``, 4 or more ``critical``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -62,6 +61,8 @@ from memory.store import Store
 if TYPE_CHECKING:
     from memory.incidents import Incident
 
+# Filing waits this long for another agent filing on the same store (a sink may be slow).
+DEFECTS_LOCK_S = 300.0
 SEVERITIES = ("low", "medium", "high", "critical")
 _SEVERITY_BY_POINTS = ("low", "medium", "high", "high", "critical")
 _ASSERTION = re.compile(r"^assert (?P<left>.+?) (?P<op>==|!=|<=|>=|<|>|not in|in) (?P<right>.+)$")
@@ -404,13 +405,10 @@ class DefectAgent:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """One defect agent at a time per store, across processes."""
-        with open(self.directory / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        """One defect agent at a time per store, across processes (and, for
+        a store on object storage, across machines: a lease)."""
+        with self.store.lock("defects", DEFECTS_LOCK_S, "cannot file defects"):
+            yield
 
 
 def _entry(action: str, report: DefectReport) -> dict[str, Any]:

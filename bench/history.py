@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from memory.events import arrow_schema
-from memory.log import EventLog
 
 ROUTES = [f"/{r}" for r in ("users", "orders", "inventory", "carts", "payments", "auth/token")]
 ROUTES += [f"{r}/{{id}}" for r in ROUTES[:5]] + ["/orders/{id}/items", "/users/{id}/orders"]
@@ -313,9 +312,12 @@ def _fill(value: Any, rows: int) -> Any:
     return np.full(rows, value) if not isinstance(value, str) else [value] * rows
 
 
-def generate(root: Path, args: argparse.Namespace) -> int:
-    """Write the history into ``root``; returns the number of result events."""
-    history, log = History(args), EventLog(root / "events")
+def generate(root: Path | str, args: argparse.Namespace) -> int:
+    """Write the history into the store at ``root`` (a directory or a URL);
+    returns the number of result events."""
+    from memory.store import Store
+
+    history, log = History(args), Store(root).events
     runs, per_batch, results = args.days * args.runs_per_day, args.runs_per_day * 7, 0
     for first in range(0, runs, per_batch):
         tables = [t for i in range(first, min(first + per_batch, runs)) for t in history.run(i)]

@@ -12,8 +12,15 @@ Four checks, each a `Finding`:
 - ``outbox``: no defect action is waiting in ``DIR/defects/outbox``.
 
 `repair` mends the log where that loses nothing still readable (`repair_log`),
-vacuums orphans and rebuilds the index; the outbox is the defect agent's to deliver
-(``testmem defects flush``), because memory never imports agents.
+moves damaged data files aside and commits their removal (`set_aside_damaged`),
+clears orphans and rebuilds the index; the outbox is the defect agent's to
+deliver (``testmem defects flush``), because memory never imports agents.
+
+Nothing that reads is ever deleted: a damaged file is moved to
+``DIR/doctor/damaged-<time>/``, and an orphan is deleted only if the log
+tombstoned it (a compaction replaced it: its events live on in another file);
+any other orphan (a commit that never landed, an add cut off a torn commit)
+is moved to ``DIR/doctor/orphans-<time>/``, where its events can still be read.
 
 What the log can be repaired from, and what not (each found with real damage,
 deltalake 1.6): a checkpoint is only a summary of the JSON commits, so a
@@ -21,12 +28,13 @@ missing or unreadable checkpoint, or a ``_last_checkpoint`` that is unreadable
 or names a missing checkpoint, is rebuilt from the commits (`create_checkpoint`)
 as long as the commits it summarised are still there (a missing
 ``_last_checkpoint`` is no damage: readers list the directory). A torn last
-commit (every reader fails on it) is rewritten to its readable part: an append
-keeps the data files it names whole; any other operation (compaction, purge)
+commit (every reader fails on it) is rewritten to its readable part, and so is
+a torn append before the last (garbage in a commit after the checkpoint): an
+append keeps the data files it names whole; any other operation (compaction, purge)
 keeps only its commit info, which undoes it and loses nothing while the files
 it replaced are still there (checked). Not repairable: a missing commit in the
-middle, an empty commit (what it held is gone), a torn commit before the last,
-and a missing *last* commit, which no reader can tell from a log that ended
+middle, an empty commit (what it held is gone), a torn compaction or purge
+before the last, and a missing *last* commit, which no reader can tell from a log that ended
 one commit earlier (its data files show up as orphans). While the log shows
 lost events, repair keeps orphans: they may be the only copy of those events.
 """
@@ -38,13 +46,14 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memory.errors import StoreError
+from memory.errors import DamagedFileWarning, StoreError
 from memory.store import Store
 
 VACUUM_HOURS = 1.0  # the same window `testmem compact` leaves to readers
@@ -64,6 +73,12 @@ class Finding:
 
 def examine(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[Finding]:
     """Every check, in order; a check that cannot run reports why as a problem."""
+    with warnings.catch_warnings():  # readers warn of damage the checks report
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        return _examine(store, vacuum_hours)
+
+
+def _examine(store: Store, vacuum_hours: float) -> list[Finding]:
     checks: list[tuple[str, Callable[[], list[str]]]] = [
         ("log", lambda: check_log(store)),
         ("index", lambda: check_index(store)),
@@ -75,11 +90,18 @@ def examine(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[Finding]:
 
 def repair(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[Finding]:
     """Examine, fix what can be fixed, and examine again; each finding lists what was done."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        return _repair(store, vacuum_hours)
+
+
+def _repair(store: Store, vacuum_hours: float) -> list[Finding]:
     before = {f.check: f for f in examine(store, vacuum_hours)}
     done: dict[str, list[str]] = {}
     at_risk = [d for d in _guarded_damage(store) if d.kind in _DATA_AT_RISK]
     if before["log"].problems:
         done["log"] = _guarded(lambda: repair_log(store))
+        done["log"] += _guarded(lambda: set_aside_damaged(store))
         before = {f.check: f for f in examine(store, vacuum_hours)}  # the log may open now
     if before["orphans"].problems and at_risk:
         done["orphans"] = ["kept: the log lost events, and these files may hold them"]
@@ -111,9 +133,12 @@ def check_log(store: Store) -> list[str]:
 
     problems = [d.problem for d in log_damage(store)]
     try:
+        store.events._table(fallback=False)  # readers read around damage; say it is there
         uris = store.events.files()
     except StoreError as exc:
         return [*problems, str(exc).splitlines()[0][:300]]
+    if store.remote:
+        return _remote_footers(store)
     for uri in uris:
         path = _path(uri)
         try:
@@ -122,6 +147,17 @@ def check_log(store: Store) -> list[str]:
             problems.append(f"missing file of the snapshot: {path}")
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError...
             problems.append(f"unreadable file {path}: {str(exc).splitlines()[0][:200]}")
+    return problems
+
+
+def _remote_footers(store: Store) -> list[str]:
+    """Each snapshot object's footer, read through deltalake's filesystem."""
+    problems = []
+    for fragment in store.events.dataset().get_fragments():
+        try:
+            fragment.ensure_complete_metadata()
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError...
+            problems.append(f"unreadable file {fragment.path}: {str(exc).splitlines()[0][:200]}")
     return problems
 
 
@@ -166,7 +202,7 @@ def log_damage(store: Store) -> list[LogDamage]:
     """Damage to the checkpoints and to the commits a reader replays after the
     newest readable one, read without deltalake (which refuses a damaged log)."""
     log = store.events.path / "_delta_log"
-    if not log.is_dir():
+    if store.remote or not log.is_dir():  # object storage: what deltalake says
         return []
     commits, checkpoints = _log_files(log)
     damage = _checkpoint_damage(log, checkpoints)
@@ -263,12 +299,48 @@ def repair_log(store: Store) -> list[str]:
     """Mend what loses nothing (see the module doc); each line says what was done.
     Damaged files are first copied to ``DIR/doctor/damaged-<time>/``."""
     damage = log_damage(store)
-    aside = store.root / "doctor" / f"damaged-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    done = [_mend_commit(store, d.path, aside) for d in damage if d.kind == "torn-tail"]
+    aside = _aside(store, "damaged")
+    torn = [d.path for d in damage if d.kind == "torn-tail" or (d.kind == "torn" and _append(d))]
+    done = [_mend_commit(store, path, aside) for path in torn]
     stale = [d.path for d in damage if d.kind in ("hint", "checkpoint")]
     if stale:
         done.append(_rebuild_checkpoint(store, stale, aside))
     return done
+
+
+def _aside(store: Store, what: str) -> Path:
+    """Where repair keeps what it takes out of the store: never deleted."""
+    return store.root / "doctor" / f"{what}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+
+
+def _append(damage: LogDamage) -> bool:
+    """Whether a torn commit only added files (undoing anything else before
+    the last commit could undo what later commits built on)."""
+    actions, _ = _actions(damage.path)
+    info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+    return str(info.get("operation")) in _APPENDS
+
+
+def set_aside_damaged(store: Store) -> list[str]:
+    """Move each snapshot file that does not read to ``DIR/doctor/damaged-*``
+    and commit its removal, so every reader reads whole files again."""
+    if store.remote:
+        return []
+    table = store.events._table(fallback=False)  # commit after the newest version only
+    damaged = [p for p in map(_path, table.file_uris()) if p.exists() and not _reads(p)]
+    if not damaged:
+        return []
+    aside = _aside(store, "damaged")
+    aside.mkdir(parents=True, exist_ok=True)
+    for path in damaged:
+        shutil.move(path, aside / path.name)
+    try:
+        table.repair(dry_run=False)  # removes the adds of missing files
+    except Exception as exc:
+        for path in damaged:
+            shutil.move(aside / path.name, path)
+        raise StoreError(f"cannot commit the removal of damaged files: {exc}") from exc
+    return [f"moved {len(damaged)} damaged data files to {aside} and committed their removal"]
 
 
 def _mend_commit(store: Store, path: Path, aside: Path) -> str:
@@ -330,7 +402,7 @@ def _rebuild_checkpoint(store: Store, stale: list[Path], aside: Path) -> str:
     for path in moved:
         shutil.move(path, aside / path.name)
     try:
-        table = store.events._table()
+        table = store.events._table(fallback=False)  # a checkpoint of the newest version only
         table.create_checkpoint()
     except Exception as exc:
         for path in moved:
@@ -391,7 +463,7 @@ def _reindex(store: Store) -> str:
 def orphans(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[Path]:
     """Files under DIR/events that no snapshot needs, older than the vacuum window."""
     root = store.events.path
-    if not root.is_dir():
+    if store.remote or not root.is_dir():  # not listed on object storage (yet)
         return []
     live = {_path(uri).resolve() for uri in store.events.files()}
     cutoff = time.time() - vacuum_hours * 3600
@@ -412,21 +484,49 @@ def _older(path: Path, cutoff: float) -> bool:
 
 
 def remove_orphans(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[str]:
-    """Vacuum (Delta deletes unreferenced files past the window), then stray temp files."""
-    import math
-
+    """Delete orphans the log tombstoned (a compaction replaced them) and stray
+    temp files; move every other orphan to ``DIR/doctor/orphans-*``: a file
+    that never made it into a commit may be the only copy of its events."""
     found = orphans(store, vacuum_hours)
-    try:
-        store.events._table().vacuum(
-            retention_hours=math.ceil(vacuum_hours),
-            enforce_retention_duration=False,
-            dry_run=False,
-        )
-    except Exception as exc:
-        raise StoreError(f"cannot vacuum {store.events.path}: {exc}") from exc
+    tombstoned = _tombstoned(store)
+    root = store.events.path
+    kept = [p for p in found if p.suffix == ".parquet" and _relative(p, root) not in tombstoned]
+    aside = _aside(store, "orphans")
+    for path in kept:
+        target = aside / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
     for path in found:
-        path.unlink(missing_ok=True)
-    return [f"removed {len(found)} orphan files"]
+        if path not in kept:
+            path.unlink(missing_ok=True)
+    done = [f"removed {len(found) - len(kept)} orphan files"]
+    if kept:
+        done.append(f"moved {len(kept)} never-committed data files to {aside}")
+    return done
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _tombstoned(store: Store) -> set[str]:
+    """Paths of data files some commit or checkpoint of the log removed."""
+    from urllib.parse import unquote
+
+    import pyarrow.parquet as pq
+
+    log = store.events.path / "_delta_log"
+    commits, checkpoints = _log_files(log)
+    removed = {
+        unquote(str(a["remove"].get("path")))
+        for path in commits.values()
+        for a in _actions(path)[0]
+        if isinstance(a.get("remove"), dict)
+    }
+    for path in (p for paths in checkpoints.values() for p in paths if _reads(p)):
+        column = pq.read_table(path, columns=["remove"]).column("remove").to_pylist()
+        removed |= {unquote(r["path"]) for r in column if r and r.get("path")}
+    return removed
 
 
 # -- the defect outbox -----------------------------------------------------------

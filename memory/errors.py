@@ -24,3 +24,7 @@ class QueryError(TestmemError):
 
 class NotFoundError(TestmemError):
     """A run, test, incident or other named thing does not exist."""
+
+
+class DamagedFileWarning(UserWarning):
+    """A reader left out a file of the log that does not read."""

@@ -1,16 +1,23 @@
-"""The event log: a Delta Lake table of zstd Parquet files under ``DIR/events``.
+"""The event log: a Delta Lake table of zstd Parquet files under ``DIR/events``
+(or ``s3://BUCKET/PREFIX/events``).
 
 Each `EventLog.append` is one atomic Delta commit, so a reader sees a batch
-entirely or not at all, and several processes may append at once (Delta's
-optimistic concurrency retries conflicting commits). `EventWriter` buffers
-events and flushes them in batches by count, by age and on close.
+entirely or not at all, and several processes, on one machine or many, may
+append at once: Delta's optimistic concurrency (on object storage, a
+conditional put of the next commit file) lets one commit win, and the loser
+retries. Every commit carries a Delta app transaction (``txn``: this log
+object's id and the batch's number), so a retry first asks the table
+whether the batch already landed and never writes it twice. `EventWriter`
+buffers events and flushes them in batches by count, by age and on close.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -42,7 +49,10 @@ _DISTINCT = frozenset(
      "traceback", "traceback_sha256"]
 )  # fmt: skip
 _FILTERED = ["type", "run_id", "occurred_at", "nodeid", "outcome", "failure_id", "incident_id"]
-_COMMIT_ATTEMPTS = 8
+_COMMIT_ATTEMPTS = 12
+_FALLBACK_VERSIONS = 20
+# Commit ids of writers gone for a week are dropped from the table's state.
+_SETTINGS = _CHECKPOINTS | {"delta.setTransactionRetentionDuration": "interval 7 days"}
 
 
 @dataclass(frozen=True)
@@ -54,15 +64,31 @@ class CompactionResult:
 
 
 class EventLog:
-    """Append-only access to the Delta table of events."""
+    """Append-only access to the Delta table of events, at a path or a URL."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, location: Path | str) -> None:
+        self.remote = isinstance(location, str) and "://" in location
+        self.uri = str(location)
+        self.path = Path(location)  # for a remote log, a path that names nothing here
         self._appender: Any = None  # the table, its schema checked; reused by later commits
         self._committing = threading.Lock()
+        self._app_id = f"testmem-{uuid.uuid4()}"  # names this writer's commits
+        self._batches = itertools.count(1)
+        self._objects: Any = None  # the object store a remote log's files go to
+        self._known = False
+        self.retries = 0  # commits that lost a race and were tried again
 
     def exists(self) -> bool:
-        return (self.path / "_delta_log").is_dir()
+        if not self.remote:
+            return (self.path / "_delta_log").is_dir()
+        if not self._known:  # once there, a table stays there
+            from deltalake import DeltaTable
+
+            try:
+                self._known = DeltaTable.is_deltatable(self.uri)
+            except Exception as exc:
+                raise _translate(exc, f"cannot reach the event log at {self.uri}") from exc
+        return self._known
 
     def warm_up(self) -> None:
         """Import the writing libraries (~0.5 s), e.g. before the first flush is due."""
@@ -84,24 +110,35 @@ class EventLog:
         pyarrow writes the files, about twice as fast as deltalake's own writer
         and without holding the GIL, so the tests a background flush runs
         beside keep their CPU; deltalake only records the files. A commit that
-        loses a race is retried; files of a commit that never lands are
-        orphans, which `testmem doctor --repair` removes.
+        fails in a way that may pass (a lost race, a timeout) is retried,
+        unless the table says it landed after all; files of a commit that
+        never lands are orphans, which `testmem doctor --repair` removes.
         """
         if table.num_rows == 0:
             return
         try:
             adds = self._write_files(table)
         except Exception as exc:
-            raise _translate(exc, f"cannot append to {self.path}") from exc
+            raise _translate(exc, f"cannot append to {self.uri}") from exc
+        batch = next(self._batches)
         for attempt in range(_COMMIT_ATTEMPTS):
             try:
-                self._commit(adds)
+                if attempt == 0 or not self._landed(batch):
+                    self._commit(adds, batch)
                 return
             except Exception as exc:  # deltalake raises several unrelated types
-                error = _translate(exc, f"cannot append to {self.path}")
+                error = _translate(exc, f"cannot append to {self.uri}")
                 if not error.transient or attempt == _COMMIT_ATTEMPTS - 1:
                     raise error from exc
-                time.sleep(0.02 * 2**attempt)
+                self.retries += 1
+                time.sleep(random.uniform(0.01, 0.02 * 2 ** min(attempt, 6)))
+
+    def _landed(self, batch: int) -> bool:
+        """Whether this writer's commit number ``batch`` is in the table."""
+        if not self.exists():
+            return False
+        found = self._table().transaction_version(self._app_id)
+        return found is not None and found >= batch
 
     def _write_files(self, table: pa.Table) -> list[Any]:
         import pyarrow as pa
@@ -115,20 +152,23 @@ class EventLog:
             part = table if len(unique) == 1 else table.filter(pa.array([d == day for d in days]))
             part = part.drop_columns(PARTITION_BY)  # a Delta partition lives in the path
             name = f"day={day}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-            target = self.path / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(
-                part,
-                target,
-                compression="zstd",
-                use_dictionary=[n for n in part.schema.names if n not in _DISTINCT],
-                write_statistics=[n for n in _FILTERED if n in part.schema.names],
-                store_schema=False,
-            )
+            options: dict[str, Any] = {
+                "compression": "zstd",
+                "use_dictionary": [n for n in part.schema.names if n not in _DISTINCT],
+                "write_statistics": [n for n in _FILTERED if n in part.schema.names],
+                "store_schema": False,
+            }
+            if self.remote:
+                size = self._put(name, part, options)
+            else:
+                target = self.path / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(part, target, **options)
+                size = target.stat().st_size
             adds.append(
                 AddAction(
                     path=name,
-                    size=target.stat().st_size,
+                    size=size,
                     partition_values={"day": day},
                     modification_time=int(time.time() * 1000),
                     data_change=True,
@@ -137,30 +177,50 @@ class EventLog:
             )
         return adds
 
-    def _commit(self, adds: list[Any]) -> None:
-        """Record written files in one commit; the first one creates the table.
+    def _put(self, name: str, part: pa.Table, options: dict[str, Any]) -> int:
+        """Write one Parquet file to the remote log; its size in bytes."""
+        import obstore
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from memory.lease import object_store
+
+        if self._objects is None:
+            self._objects = object_store(self.uri)
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink, **options)
+        data = sink.getvalue()
+        obstore.put(self._objects, name, data.to_pybytes())
+        return data.size
+
+    def _commit(self, adds: list[Any], batch: int) -> None:
+        """Record written files in one commit, numbered ``batch`` for this
+        writer; the first one creates the table.
 
         The table's schema gains any column this version added (evolution is
         additive: older files read it as null).
         """
-        from deltalake import DeltaTable, Schema, write_deltalake
+        from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
         from deltalake.transaction import create_table_with_add_actions
 
         schema = arrow_schema()
+        ours = CommitProperties(app_transactions=[Transaction(self._app_id, batch)])
         with self._committing:
             if not self.exists():  # losing a race to create it is a transient error
                 create_table_with_add_actions(
-                    str(self.path),
+                    self.uri,
                     Schema.from_arrow(schema),
                     adds,
                     partition_by=PARTITION_BY,
-                    configuration=_CHECKPOINTS,
+                    configuration=_SETTINGS,
+                    commit_properties=ours,
                 )
+                self._known = True
                 return
             if self._appender is None:  # reading the schema costs more than a commit
-                table = DeltaTable(str(self.path))
-                if not _CHECKPOINTS.items() <= table.metadata().configuration.items():
-                    table.alter.set_table_properties(_CHECKPOINTS)  # a log made before them
+                table = DeltaTable(self.uri)
+                if not _SETTINGS.items() <= table.metadata().configuration.items():
+                    table.alter.set_table_properties(_SETTINGS)  # a log made before them
                 if set(schema.names) - set(table.schema().to_arrow().names):
                     write_deltalake(
                         table,
@@ -173,7 +233,11 @@ class EventLog:
                 self._appender = table
             try:  # a blind append: Delta commits it after whatever others committed since
                 self._appender.create_write_transaction(
-                    adds, mode="append", schema=schema, partition_by=PARTITION_BY
+                    adds,
+                    mode="append",
+                    schema=schema,
+                    partition_by=PARTITION_BY,
+                    commit_properties=ours,
                 )
                 # Catch the object up with the commit: commits from a stale one
                 # cost more and more (60 in a row: 56 against 83 ms each).
@@ -182,11 +246,27 @@ class EventLog:
                 self._appender = None  # open afresh for the retry
                 raise
 
-    def files(self) -> list[str]:
-        """The Parquet files of the current snapshot (what a reader may read)."""
+    def files(self, version: int | None = None) -> list[str]:
+        """The Parquet files of the current snapshot, or of ``version`` (what a reader may read)."""
         if not self.exists():
             return []
-        return self._table().file_uris()
+        return self._table(version=version).file_uris()
+
+    def dataset(self, version: int | None = None) -> Any:
+        """The current snapshot (or ``version``) as a pyarrow dataset (how remote logs are read)."""
+        try:
+            return self._table(version=version).to_pyarrow_dataset()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, f"cannot read the event log at {self.uri}") from exc
+
+    def size_bytes(self) -> int:
+        """The bytes of the snapshot's data files, as the log records them."""
+        if not self.exists():
+            return 0
+        sizes = self._table().get_add_actions(flatten=True).column("size_bytes")
+        return int(sum(sizes.to_pylist()))
 
     def version(self) -> int | None:
         return self._table().version() if self.exists() else None
@@ -196,7 +276,7 @@ class EventLog:
         that left the snapshot more than ``vacuum_hours`` ago (readers that
         still hold an older snapshot keep working meanwhile)."""
         if not self.exists():
-            raise StoreError(f"no event log at {self.path}")
+            raise StoreError(f"no event log at {self.uri}")
         try:
             table = self._table()
             before = len(table.file_uris())
@@ -210,15 +290,46 @@ class EventLog:
             )
             return CompactionResult(before, after, len(removed), _count(table))
         except Exception as exc:
-            raise _translate(exc, f"cannot compact {self.path}") from exc
+            raise _translate(exc, f"cannot compact {self.uri}") from exc
 
-    def _table(self) -> Any:
+    def _table(self, fallback: bool = True, version: int | None = None) -> Any:
+        """The newest snapshot (or ``version``); if a damaged commit stops
+        deltalake from reading it, the newest one before that commit, with a
+        warning (unless not ``fallback``: then the error)."""
         from deltalake import DeltaTable
 
         try:
-            return DeltaTable(str(self.path))
+            return DeltaTable(self.uri, version=version)
         except Exception as exc:
-            raise _translate(exc, f"cannot open the event log at {self.path}") from exc
+            error = _translate(exc, f"cannot open the event log at {self.uri}")
+            table = self._readable_before_damage() if fallback else None
+            if table is None:
+                raise error from exc
+            import warnings
+
+            from memory.errors import DamagedFileWarning
+
+            warnings.warn(
+                f"the log's commit {table.version() + 1} does not read: answering from "
+                f"version {table.version()}; run `testmem doctor --repair`",
+                DamagedFileWarning,
+                stacklevel=3,
+            )
+            return table
+
+    def _readable_before_damage(self) -> Any:
+        """The newest version that opens, trying back from the newest commit
+        (a few only: a log damaged deeper needs the doctor)."""
+        from deltalake import DeltaTable
+
+        log = self.path / "_delta_log"
+        if self.remote or not log.is_dir():
+            return None
+        versions = sorted((int(p.name[:20]) for p in log.glob("[0-9]*.json")), reverse=True)
+        for version in versions[1:_FALLBACK_VERSIONS]:
+            with contextlib.suppress(Exception):
+                return DeltaTable(self.uri, version=version)
+        return None
 
 
 def _zstd() -> Any:
@@ -256,7 +367,17 @@ def _translate(exc: Exception, context: str) -> StoreError:
     # since last commit": the retry then appends to the table the winner made.
     transient = any(
         word in text
-        for word in ("onflict", "already exists", "VersionAlreadyExists", "since last commit")
+        for word in (
+            "onflict",
+            "already exists",
+            "VersionAlreadyExists",
+            "since last commit",
+            "CommitFailed",
+            "ommit failed",
+            "timed out",
+            "Timeout",
+            "onnection",
+        )
     )
     cls = TransientStoreError if transient else StoreError
     # deltalake chains causes over ANSI-coloured lines ("↳ cause"): keep the first

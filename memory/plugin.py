@@ -33,7 +33,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--memory", action="store_true", default=False, help="Record this run into the store."
     )
-    _option(parser, group, "--memory-dir", "memory_dir", "Store directory [$TESTMEM_DIR; data/].")
+    _option(
+        parser, group, "--memory-dir", "memory_dir",
+        "Store directory or s3://BUCKET/PREFIX [$TESTMEM_DIR; data/].",
+    )  # fmt: skip
     _option(parser, group, "--memory-build", "memory_build", "Build label [CI commit; git HEAD].")
     _option(parser, group, "--api-base-url", "api_base_url", "Base URL of the API [$API_BASE_URL].")
     _option(
@@ -182,6 +185,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("memory"):
         return
+    from memory.errors import StoreError
     from memory.events import DEFAULT_CAP
     from memory.recorder import Recorder
     from memory.redact import Redactor
@@ -200,7 +204,10 @@ def pytest_configure(config: pytest.Config) -> None:
         found.lines("memory_redact_fields"),
         found.lines("memory_redact_params"),
     )
-    root = resolve_dir(config.getoption("memory_dir"), found)
+    try:
+        root = resolve_dir(config.getoption("memory_dir"), found)
+    except StoreError as exc:  # a URL of a kind no store lives at
+        raise pytest.UsageError(str(exc)) from exc
     # The retry advisor reads the tests' history at the first failure: the
     # store process reads it beforehand when tests retry in this process
     # (with xdist, `-n N`, they run and retry in the workers).

@@ -6,6 +6,12 @@ reader duplicates. Views: ``events``, ``runs``, ``results``, ``exchanges``,
 ``failures``, ``explaining`` (each failure's explaining exchange), ``explained``
 (failing runs an API change or a regression explains), ``facts``. User SQL goes
 through `History.query`, which is read-only.
+
+A remote log (``s3://``) is read through deltalake's snapshot: DuckDB scans
+its pyarrow dataset, which reads the objects with deltalake's own client.
+A data file that does not read is left out, and named in `History.skipped`,
+so one damaged file never takes every answer with it (`testmem doctor
+--repair` moves it aside).
 """
 
 from __future__ import annotations
@@ -149,18 +155,22 @@ class Rows:
 
 
 class History:
-    """Read access to a store through DuckDB."""
+    """Read access to a store through DuckDB; with ``part=(i, n, version)``,
+    to the i-th of n slices of that version's files only (a distributed
+    report's share)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, part: tuple[int, int, int | None] | None = None) -> None:
         import duckdb
 
         self.store = store
+        self.part = part
         self.db = duckdb.connect(":memory:")
         self.db.execute("SET threads TO 2")
         # Every view re-binds `events`, which reads each file's footer: read them once.
         self.db.execute("SET parquet_metadata_cache = true")
         self._locked = False
-        self._files = store.events.files()
+        self.skipped: list[str] = []  # damaged files left out of every answer
+        self._files = [] if store.remote else self._sliced(store.events.files(self._version))
         self._by_name = False  # whether `events` matches the files' columns by name
         self._create_views()
 
@@ -170,7 +180,10 @@ class History:
         self.db.close()
 
     def _create_views(self) -> None:
-        select, self._by_name = _events_select(self.db, self._files, self._by_name)
+        if self.store.remote:
+            select = _snapshot_select(self.db, self._remote_dataset())
+        else:
+            select = self._local_select()
         self.db.execute(f"CREATE OR REPLACE VIEW events AS {select}")
         for name, sql in _VIEWS.items():
             self.db.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
@@ -194,12 +207,67 @@ class History:
                 raise QueryError(f"more than {max_rows:,} rows: add a LIMIT")
             return Rows(columns, rows)
         except duckdb.Error as exc:
-            if self._by_name or "schema mismatch" not in str(exc):
+            if not self._mend(exc):
                 raise QueryError(_first_line(exc)) from exc
-        # A file predates a column the first file has: match columns by name from now on.
-        self._by_name = True
         self._create_views()
         return self.sql(sql, params)
+
+    @property
+    def _version(self) -> int | None:
+        return self.part[2] if self.part else None
+
+    def _sliced(self, items: list[Any]) -> list[Any]:
+        return items[self.part[0] :: self.part[1]] if self.part else items
+
+    def _remote_dataset(self) -> Any:
+        dataset = self.store.events.dataset(self._version)
+        if not self.part:
+            return dataset
+        import pyarrow.dataset as ds
+
+        fragments = self._sliced(list(dataset.get_fragments()))
+        return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+
+    def _local_select(self) -> str:
+        import duckdb
+
+        while True:
+            try:
+                select, self._by_name = _events_select(self.db, self._files, self._by_name)
+                return select
+            except duckdb.Error as exc:
+                if not self._skip_damaged(exc):
+                    raise QueryError(_first_line(exc)) from exc
+
+    def _mend(self, exc: duckdb.Error) -> bool:
+        """Whether the error is one the views can be rebuilt around: a file
+        that predates a column (match columns by name from now on) or a
+        damaged file (leave it out)."""
+        if not self._by_name and "schema mismatch" in str(exc):
+            self._by_name = True
+            return True
+        return self._skip_damaged(exc)
+
+    def _skip_damaged(self, exc: duckdb.Error) -> bool:
+        """Leave out the snapshot file the error names, if it does not read."""
+        import warnings
+
+        from memory.errors import DamagedFileWarning
+
+        named = [f for f in self._files if _local_path(f) in str(exc) or f in str(exc)]
+        damaged = [f for f in named if not _footer_reads(f)]
+        if not damaged:
+            return False
+        self._files = [f for f in self._files if f not in damaged]
+        for uri in damaged:
+            self.skipped.append(_local_path(uri))
+            warnings.warn(
+                f"skipped damaged file {_local_path(uri)}: it does not read as Parquet "
+                "(answers leave its events out); run `testmem doctor --repair`",
+                DamagedFileWarning,
+                stacklevel=2,
+            )
+        return True
 
     def query(self, sql: str, limits: QueryLimits | None = None) -> Rows:
         """Run a user's SQL: only SELECT statements, no file system access,
@@ -348,14 +416,15 @@ class History:
         )
         span = self.sql("SELECT min(occurred_at), max(occurred_at) FROM events").rows[0]
         files = self.store.events.files()
+        size = self.store.events.size_bytes() if self.store.remote else sum(map(_size, files))
         return {
-            "store": str(self.store.root),
+            "store": self.store.location,
             "events": sum(by_type.values()),
             "events_by_type": by_type,
             "first_event": span[0],
             "last_event": span[1],
             "files": len(files),
-            "bytes": sum(_size(f) for f in files),
+            "bytes": size,
             "log_version": self.store.events.version(),
         }
 
@@ -427,6 +496,32 @@ def _events_select(
         present = _columns(db, listing, by_name)
     columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in declared)
     return f"SELECT {columns} FROM {_source(listing, by_name)}", by_name
+
+
+def _snapshot_select(db: duckdb.DuckDBPyConnection, dataset: Any) -> str:
+    """The same SELECT over a registered pyarrow dataset of the snapshot: the
+    table's schema is the union of its versions', so no file lacks a column."""
+    db.register("snapshot_dataset", dataset)
+    present = set(dataset.schema.names)
+    declared = [(name, _DUCK_TYPES[kind]) for name, kind in COLUMNS if name != "day"]
+    columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in declared)
+    return f"SELECT {columns} FROM snapshot_dataset"
+
+
+def _local_path(uri: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(uri.removeprefix("file://"))
+
+
+def _footer_reads(uri: str) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(_local_path(uri))
+        return True
+    except Exception:  # pyarrow raises ArrowInvalid, OSError...
+        return False
 
 
 def _source(listing: str, by_name: bool) -> str:

@@ -228,7 +228,7 @@ class Recorder:
 
     def summary_lines(self) -> list[str]:
         assert self.writer is not None
-        where = self.store.root
+        where = self.store.location
         if self.writer.lost:
             # Lost is lost: say how many, and that no triage ran on a partial record.
             total = self.writer.lost + self.writer.written

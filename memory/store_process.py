@@ -103,7 +103,7 @@ class StoreProcess:
                 answer = None
         if answer is None:
             raise StoreError(
-                f"cannot use the store at {self.store.root}: "
+                f"cannot use the store at {self.store.location}: "
                 f"the store process ended (exit {child.poll()})"
             )
         ok, value = answer
@@ -118,7 +118,7 @@ class StoreProcess:
             paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
             try:
                 self._child = subprocess.Popen(
-                    [sys.executable, "-m", "memory.store_process", str(self.store.root)]
+                    [sys.executable, "-m", "memory.store_process", self.store.location]
                     + (["--prefetch"] if self.prefetch else []),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -206,7 +206,7 @@ def _receive(stream: IO[bytes]) -> Any:
 
 
 if __name__ == "__main__":
-    store = Store(Path(sys.argv[1]))
+    store = Store(sys.argv[1])  # a directory or a URL
     work = _Work(store, prefetch="--prefetch" in sys.argv[2:])  # reading the history starts
     store.events.warm_up()
     serve(work, sys.stdin.buffer, sys.stdout.buffer)

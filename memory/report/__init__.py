@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from memory.query import History
 
 FORMATS = ("html", "md", "json")
+ENGINES = ("duckdb", "ray")
 
 __all__ = [
     "FORMATS",
@@ -39,12 +40,20 @@ def weekly_report(
     since: date | None = None,
     until: date | None = None,
     tz: str | None = None,
+    engine: str = "duckdb",
 ) -> Report:
     """The figures of the ISO weeks from ``since`` (or ``weeks`` back) to ``until``
-    (default: this week), in time zone ``tz`` (default ``$TESTMEM_TZ``, else UTC)."""
+    (default: this week), in time zone ``tz`` (default ``$TESTMEM_TZ``, else UTC),
+    the log scanned by ``engine``: ``duckdb`` here, or ``ray`` on ``$RAY_ADDRESS``."""
     from memory.report.figures import build_report  # DuckDB only when a report is made
 
+    if engine not in ENGINES:
+        raise ReportError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     period = Period.of(weeks, since, until, resolve_tz(tz or os.environ.get(ENV_TZ)))
+    if engine == "ray":
+        from memory.report.ray_engine import ray_engine
+
+        return build_report(history, period, ray_engine(history.store, period))
     return build_report(history, period)
 
 

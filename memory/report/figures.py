@@ -19,6 +19,7 @@ come back. Definitions, so the numbers can be trusted and argued with:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,12 +37,16 @@ from memory.report.model import (
 )
 
 TOP = 10
+_BUCKETS = 40  # latency buckets per unit of ln(seconds): each 2.5 % wide
+# An engine hands back the merged-to-be partial rows of one of `SCANS`, by name.
+Engine = Callable[[str], Any]
 _FACT_TYPES = ["DefectFiled", "HealProposed", "HealVerified", "TestsGenerated", "RetryAttempted"]
 
 
-def build_report(history: History, period: Period) -> Report:
-    """All figures of ``period`` from the store behind ``history``."""
-    _prepare(history, period)
+def build_report(history: History, period: Period, engine: Engine | None = None) -> Report:
+    """All figures of ``period`` from the store behind ``history``, its scans
+    run by ``engine`` (default: this process's DuckDB)."""
+    _prepare(history, period, engine)
     values = {start: dict.fromkeys((m.key for m in METRICS), 0.0) for start in _all(period)}
     for section in (_runs, _tests, _failures, _facts, _incidents, _http):
         for start, figures in section(history):
@@ -49,7 +54,7 @@ def build_report(history: History, period: Period) -> Report:
                 values[start].update(figures)
     weeks = _with_changes(period, values)
     return Report(
-        store=str(history.store.root),
+        store=history.store.location,
         tz=period.tz,
         generated_at=datetime.now(UTC),
         weeks=weeks,
@@ -64,9 +69,24 @@ def _all(period: Period) -> list[date]:
     return [period.previous, *period.starts]
 
 
-def _prepare(history: History, period: Period) -> None:
-    """Week macros, and the tables every section reads instead of the whole log:
-    one scan of the results (per test and week) and one of the rare events."""
+def _prepare(history: History, period: Period, engine: Engine | None = None) -> None:
+    """Week macros, and the tables every section reads instead of the whole log
+    (`SCANS`): each is a scan of the log's files into partial rows, then a
+    merge of those rows. The default engine runs both here; another engine
+    (`memory.report.ray_engine`) runs the scans over slices of the files
+    elsewhere and hands back the partial rows to merge."""
+    set_period(history, period)
+    for name, (scan, merge) in SCANS.items():
+        if engine is None:
+            history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS WITH parts AS ({scan}) {merge}")
+        else:
+            history.db.register("parts", engine(name))
+            history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS {merge}")
+            history.db.unregister("parts")
+
+
+def set_period(history: History, period: Period) -> None:
+    """The macros and tables that bound a report's scans to ``period``."""
     sql = history.sql
     _week_macros(history, period)
     sql(
@@ -74,15 +94,22 @@ def _prepare(history: History, period: Period) -> None:
         list(period.bounds()),
     )
     sql("CREATE OR REPLACE TEMP TABLE weeks AS SELECT unnest(?::DATE[]) AS week", [_all(period)])
-    # Runs, failures and facts are few: kept whole, since incidents look back before the window.
-    sql(
-        """CREATE OR REPLACE TEMP TABLE notable AS
-        SELECT type, run_id, occurred_at, nodeid, failure_id, incident_id, detail FROM events
-        WHERE type NOT IN ('TestFinished', 'HttpExchanged', 'RunFinished')"""
-    )
-    sql(
-        """CREATE OR REPLACE TEMP TABLE test_weeks AS
-        SELECT week_in(occurred_at) AS week, nodeid,
+
+
+# Each scan: the SQL over the log's views that yields partial rows, and the
+# SQL that merges partial rows (``parts``) from any number of scans into the
+# table. Runs, failures and facts are few: kept whole, since incidents look
+# back before the window. Test durations travel as sums and counts; latencies
+# as a histogram per route and week (buckets 2.5 % wide): quantiles read from
+# it cost far less than per-row sketches over millions, and merge exactly.
+SCANS = {
+    "notable": (
+        """SELECT type, run_id, occurred_at, nodeid, failure_id, incident_id, detail FROM events
+           WHERE type NOT IN ('TestFinished', 'HttpExchanged', 'RunFinished')""",
+        "SELECT * FROM parts",
+    ),
+    "test_weeks": (
+        """SELECT week_in(occurred_at) AS week, nodeid,
                count(*) FILTER (attempt = 1 AND outcome <> 'skipped') AS runs,
                count(*) FILTER (attempt = 1 AND outcome IN ('passed', 'xfailed', 'xpassed'))
                    AS passed,
@@ -90,11 +117,36 @@ def _prepare(history: History, period: Period) -> None:
                count(*) FILTER (attempt = 1 AND outcome IN ('failed', 'error') AND e.nodeid IS NULL)
                    AS unexplained,
                count(*) FILTER (attempt > 1 AND outcome = 'passed') AS rescued,
-               avg(duration_s) FILTER (attempt = 1 AND outcome <> 'skipped') AS mean_s
-        FROM results r LEFT JOIN explained e USING (run_id, nodeid), bounds
-        WHERE occurred_at >= lo AND occurred_at < hi
-        GROUP BY ALL"""
-    )
+               sum(duration_s) FILTER (attempt = 1 AND outcome <> 'skipped') AS total_s,
+               count(duration_s) FILTER (attempt = 1 AND outcome <> 'skipped') AS timed
+           FROM results r LEFT JOIN explained e USING (run_id, nodeid), bounds
+           WHERE occurred_at >= lo AND occurred_at < hi
+           GROUP BY ALL""",
+        """SELECT week, nodeid, sum(runs) AS runs, sum(passed) AS passed,
+                  sum(failed) AS failed, sum(unexplained) AS unexplained,
+                  sum(rescued) AS rescued, sum(total_s) / nullif(sum(timed), 0) AS mean_s
+           FROM parts GROUP BY ALL""",
+    ),
+    "latency": (
+        f"""SELECT week_in(occurred_at) AS week, route,
+               round(ln(greatest(duration_s, 1e-6)) * {_BUCKETS})::INT AS bucket,
+               count(*) AS n, count(*) FILTER (error IS NOT NULL OR status >= 500) AS errors
+           FROM exchanges, bounds WHERE occurred_at >= lo AND occurred_at < hi GROUP BY ALL""",
+        "SELECT week, route, bucket, sum(n) AS n, sum(errors) AS errors FROM parts GROUP BY ALL",
+    ),
+    # Each distinct body once: identical responses are parsed once.
+    "bodies": (
+        """SELECT week_in(occurred_at) AS week, route, response_body_sha256,
+                  any_value(response_body) AS body
+           FROM exchanges, bounds
+           WHERE occurred_at >= lo AND occurred_at < hi AND response_body_encoding = 'utf-8'
+             AND NOT coalesce(response_body_truncated, false)
+             AND starts_with(response_body, '{')
+           GROUP BY ALL""",
+        """SELECT week, route, response_body_sha256, any_value(body) AS body
+           FROM parts GROUP BY ALL""",
+    ),
+}
 
 
 def _week_macros(history: History, period: Period) -> None:
@@ -247,15 +299,6 @@ FROM spans s LEFT JOIN first_clean f USING (incident_id)
 
 
 def _http(history: History) -> list[tuple[date, dict[str, Any]]]:
-    # One scan into a latency histogram per route and week (buckets 2.5 % wide):
-    # quantiles read from it cost far less than per-row sketches over millions.
-    history.sql(
-        f"""CREATE OR REPLACE TEMP TABLE latency AS
-        SELECT week_in(occurred_at) AS week, route,
-               round(ln(greatest(duration_s, 1e-6)) * {_BUCKETS})::INT AS bucket,
-               count(*) AS n, count(*) FILTER (error IS NOT NULL OR status >= 500) AS errors
-        FROM exchanges, bounds WHERE occurred_at >= lo AND occurred_at < hi GROUP BY ALL"""
-    )
     history.sql(_ROUTE_WEEKS_SQL)
     rows = _rows(
         history,
@@ -266,7 +309,6 @@ def _http(history: History) -> list[tuple[date, dict[str, Any]]]:
     return [(row[0], dict(zip(keys, row[1:], strict=True))) for row in rows]
 
 
-_BUCKETS = 40  # latency buckets per unit of ln(seconds): each 2.5 % wide
 _ROUTE_WEEKS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE route_weeks AS
 WITH histogram AS (  -- per route, and (route NULL) for all routes together
@@ -400,15 +442,7 @@ def _route(period: Period, row: dict[str, Any], changes: list[dict[str, Any]]) -
 
 def _schema_changes(history: History, period: Period) -> dict[str, list[dict[str, Any]]]:
     rows = history.sql(
-        """WITH bodies AS (  -- each distinct body once: identical responses are parsed once
-               SELECT week_in(occurred_at) AS week, route, response_body_sha256,
-                      any_value(response_body) AS body
-               FROM exchanges, bounds
-               WHERE occurred_at >= lo AND occurred_at < hi AND response_body_encoding = 'utf-8'
-                 AND NOT coalesce(response_body_truncated, false)
-                 AND starts_with(response_body, '{')
-               GROUP BY ALL),
-           keysets AS (
+        """WITH keysets AS (
                SELECT week, route, list_sort(list_distinct(flatten(list(json_keys(body)))))
                    AS keys
                FROM bodies WHERE json_valid(body) GROUP BY ALL),

@@ -1,0 +1,98 @@
+"""The same log read by other engines gives testmem's figures.
+
+- Ray (``testmem report --engine ray``): tasks on a two-node cluster
+  (127.0.0.2 and .3, `tests.servers.ray_cluster`) scan slices of the S3
+  store's files with testmem's own SQL; the report must equal the DuckDB one.
+- Polars (``pl.read_delta``), a reader nobody on the project wrote, counts
+  the same table: its figures must be those `History` gives.
+
+The log is a synthetic history (`bench.history`) of 10 weeks of a 150-test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.history import generate
+from memory.query import History
+from memory.report import weekly_report
+from memory.store import Store
+from tests.servers import S3, ray_cluster
+
+WEEKS = 10
+
+
+def synthetic(location: str | Path) -> int:
+    args = argparse.Namespace(tests=150, days=7 * WEEKS, runs_per_day=3, exchange_share=0.5, seed=3)
+    return generate(location, args)
+
+
+@pytest.fixture
+def s3_store(s3: S3, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    url = f"s3://testmem/engines-{request.node.name}"
+    if not Store(url).events.exists():
+        synthetic(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'testmem[ray]')")
+    with ray_cluster(tmp_path_factory.mktemp("ray")) as address:
+        yield address
+        import ray
+
+        ray.shutdown()
+
+
+def report_of(location: str, engine: str) -> dict:
+    report = weekly_report(History(Store.open(location)), weeks=WEEKS, tz="UTC", engine=engine)
+    figures = report.to_dict()
+    figures.pop("generated_at")
+    return json.loads(json.dumps(figures, default=str))
+
+
+def test_the_ray_engine_gives_the_duckdb_report(
+    s3_store: str, ray_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    here, on_ray = report_of(s3_store, "duckdb"), report_of(s3_store, "ray")
+    assert sum(w["tests"] for w in here["weeks"]) > 10_000  # a report with something in it
+    assert on_ray == here  # counts exactly; quantiles from the same merged histograms
+
+
+def test_the_ray_engine_without_a_cluster_is_a_clean_error(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from memory.cli import cli
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    Store(tmp_path).events.append([])
+    result = CliRunner().invoke(cli, ["--dir", str(tmp_path), "report", "--engine", "ray"])
+    assert result.exit_code == 2 and "RAY_ADDRESS" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_polars_reads_the_figures_testmem_reads(where: str, tmp_path: Path, request) -> None:
+    pl = pytest.importorskip("polars")
+    location = str(tmp_path / "store") if where == "local" else request.getfixturevalue("s3_store")
+    if where == "local":
+        synthetic(location)
+    store = Store.open(location)
+    frame = pl.read_delta(store.events.uri, columns=["type", "outcome", "attempt", "event_id"])
+    by_type = dict(frame.group_by("type").len().iter_rows())
+    first = frame.filter((pl.col("type") == "TestFinished") & (pl.col("attempt") == 1))
+    history = History(store)
+    assert by_type == dict(history.sql("SELECT type, count(*) FROM events GROUP BY 1").rows)
+    assert frame["event_id"].n_unique() == frame.height
+    assert dict(first.group_by("outcome").len().iter_rows()) == dict(
+        history.sql("SELECT outcome, count(*) FROM results WHERE attempt = 1 GROUP BY 1").rows
+    )
