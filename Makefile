@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo
+	$(BIN)/python -m testmem.examples.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy memory agents
+	@# mypy maps modules to folders: .typecheck/testmem/ links the folders under their import names.
+	mkdir -p .typecheck/testmem && for p in memory agents examples; do ln -sfn ../../$$p .typecheck/testmem/$$p; done
+	$(BIN)/mypy -p testmem.memory -p testmem.agents
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q

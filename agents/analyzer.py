@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from agents.schema import ADDED, REMOVED, STATUS_CHANGED, ApiChange
+from testmem.agents.schema import ADDED, REMOVED, STATUS_CHANGED, ApiChange
 
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 TRANSIENT_ERRORS = (

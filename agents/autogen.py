@@ -43,11 +43,11 @@ from autogen_core.models import ChatCompletionClient, SystemMessage
 from autogen_core.tools import FunctionTool
 from pydantic import BaseModel
 
-from agents.analyzer import FailureContext, Verdict, classify
-from memory.errors import TestmemError
-from memory.events import Fact
-from memory.query import History
-from memory.store import Store
+from testmem.agents.analyzer import FailureContext, Verdict, classify
+from testmem.memory.errors import TestmemError
+from testmem.memory.events import Fact
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 ENV_MODEL_CONFIG = "TESTMEM_MODEL_CONFIG"
 ACTIONS = ("retry", "heal", "escalate", "none")
@@ -122,7 +122,7 @@ class MemoryTools:
 
     def similar_incidents(self, text: str, k: int = 5) -> dict[str, Any]:
         """Past incidents whose failures look like ``text`` (an error message), best first."""
-        from memory.incidents import Incidents, Matcher
+        from testmem.memory.incidents import Incidents, Matcher
 
         candidates = Matcher(self.store).similar(text, k)
         incidents = Incidents(self.store)
@@ -141,7 +141,7 @@ class MemoryTools:
 
     def route_history(self, route: str, method: str = "GET") -> dict[str, Any]:
         """A route's response schema per run (statuses, field types) and its changes."""
-        from agents.schema import detect_changes, snapshots
+        from testmem.agents.schema import detect_changes, snapshots
 
         history = History(self.store)
         series = snapshots(history, route, method.upper()).get((route, method.upper()))
@@ -162,7 +162,7 @@ class MemoryTools:
 
     def propose_patch(self, run_id: str, nodeid: str) -> dict[str, Any]:
         """Ask the healer for a patch to an outdated test (a diff), or why none."""
-        from agents.healer import NoHeal, propose_heal_for
+        from testmem.agents.healer import NoHeal, propose_heal_for
 
         history = History(self.store)
         run_id = history.resolve_run(run_id)
@@ -179,8 +179,8 @@ class MemoryTools:
 
     def file_defect(self, incident_id: str, reason: str) -> dict[str, Any]:
         """File the incident's defect (one per incident, ever; a recurrence updates it)."""
-        from agents.defects import DefectAgent
-        from memory.incidents import Incidents
+        from testmem.agents.defects import DefectAgent
+        from testmem.memory.incidents import Incidents
 
         incident = Incidents(self.store).get(incident_id)
         result = DefectAgent(self.store).escalate(incident, {"reason": reason, "by": "autogen"})
@@ -481,7 +481,7 @@ class StoreMemory(Memory):
         """Nothing to release: every query opens and drops its own reader."""
 
     def _recall(self, text: str) -> list[MemoryContent]:
-        from memory.incidents import Incidents, Matcher
+        from testmem.memory.incidents import Incidents, Matcher
 
         candidates = [
             c for c in Matcher(self.store).similar(text, self.k) if c.score >= self.min_score

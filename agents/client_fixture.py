@@ -13,8 +13,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from agents.source import DEFAULT_FIXTURE, is_identifier
-from memory.query import History
+from testmem.agents.source import DEFAULT_FIXTURE, is_identifier
+from testmem.memory.query import History
 
 _REQUESTS = frozenset({"get", "post", "put", "patch", "delete", "head", "options", "request"})
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agents.analyzer import TRANSIENT_STATUSES, ApiChange, Exchange, FailureContext, TestRecord
+from testmem.agents.analyzer import (
+    TRANSIENT_STATUSES,
+    ApiChange,
+    Exchange,
+    FailureContext,
+    TestRecord,
+)
 
 if TYPE_CHECKING:  # DuckDB stays out of the retry advisor's imports
-    from memory.query import History
+    from testmem.memory.query import History
 
 _FAILED_TESTS = """
     WITH attempts AS (
@@ -147,7 +153,7 @@ def _records(
 
 
 def exchange_from_capture(captured: dict[str, Any]) -> Exchange:
-    """An analyzer `Exchange` from a live capture (`memory.transport.Tap`)."""
+    """An analyzer `Exchange` from a live capture (`testmem.memory.transport.Tap`)."""
     headers = json.loads(captured.get("response_headers") or "{}")
     return Exchange(
         captured["method"],

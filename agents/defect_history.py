@@ -11,10 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from memory.query import History
+from testmem.memory.query import History
 
 if TYPE_CHECKING:
-    from memory.incidents import Incident
+    from testmem.memory.incidents import Incident
 
 DIFF_LINES = 20  # lines of a body diff a report shows
 RECENT = 3  # occurrences an update names

@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.defect_history import (
+from testmem.agents.defect_history import (
     body_diff,
     explaining_exchange,
     first_failure,
@@ -50,16 +50,16 @@ from agents.defect_history import (
     recent_occurrences,
     same_request_in,
 )
-from agents.sinks import Sink, SinkError, checked_id, sink_from_config, write_atomically
-from memory.errors import StoreError
-from memory.events import Fact
-from memory.markup import md_code, md_fence, md_text
-from memory.query import History
-from memory.redact import DEFAULT_REDACTOR, MASK, Redactor
-from memory.store import Store
+from testmem.agents.sinks import Sink, SinkError, checked_id, sink_from_config, write_atomically
+from testmem.memory.errors import StoreError
+from testmem.memory.events import Fact
+from testmem.memory.markup import md_code, md_fence, md_text
+from testmem.memory.query import History
+from testmem.memory.redact import DEFAULT_REDACTOR, MASK, Redactor
+from testmem.memory.store import Store
 
 if TYPE_CHECKING:
-    from memory.incidents import Incident
+    from testmem.memory.incidents import Incident
 
 # Filing waits this long for another agent filing on the same store (a sink may be slow).
 DEFECTS_LOCK_S = 300.0
@@ -106,7 +106,7 @@ class DefectReport:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def to_markdown(self) -> str:
-        """Every value escaped for Markdown (`memory.markup`): text, code, fences."""
+        """Every value escaped for Markdown (`testmem.memory.markup`): text, code, fences."""
         lines = [
             f"# {md_text(self.title)}",
             "",

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from agents.schema import ADDED, RENAMED, STATUS_CHANGED, TYPE_CHANGED, ApiChange
-from agents.source import PY_TYPES
-from memory.errors import TestmemError
+from testmem.agents.schema import ADDED, RENAMED, STATUS_CHANGED, TYPE_CHANGED, ApiChange
+from testmem.agents.source import PY_TYPES
+from testmem.memory.errors import TestmemError
 
 
 class EditError(TestmemError):

@@ -1,13 +1,13 @@
 """The generator: new tests for what the API started answering.
 
-When a GET route gains a field, or a new GET route appears (`agents.schema`),
+When a GET route gains a field, or a new GET route appears (`testmem.agents.schema`),
 it writes pytest tests in the suite's style — one request through the suite's
 own client (``api_client`` for a live API, else the fixture the recorded tests
-used: `agents.client_fixture`), the status, then presence, type and format checks (ISO
+used: `testmem.agents.client_fixture`), the status, then presence, type and format checks (ISO
 timestamps, e-mail addresses), and for routes with ids an unknown id → 404 —
 runs them where they will live, as the suite runs (its configuration and
 conftest files), keeps the ones that pass, writes them under ``tests/generated/``
-and appends ``TestsGenerated``. The source is a syntax tree (`agents.source`):
+and appends ``TestsGenerated``. The source is a syntax tree (`testmem.agents.source`):
 no key or label from the API can become code. A file that exists is never
 overwritten.
 """
@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agents.client_fixture import client_fixture
-from agents.schema import (
+from testmem.agents.client_fixture import client_fixture
+from testmem.agents.schema import (
     ADDED,
     NEW_ROUTE,
     ApiChange,
@@ -37,7 +37,7 @@ from agents.schema import (
     snapshots,
     value_format,
 )
-from agents.source import (
+from testmem.agents.source import (
     DEFAULT_FIXTURE,
     PY_TYPES,
     TestCase,
@@ -47,9 +47,9 @@ from agents.source import (
     module,
     statements,
 )
-from memory.events import Fact
-from memory.query import History
-from memory.store import Store
+from testmem.memory.events import Fact
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 DEFAULT_OUT = Path("tests/generated")
 VERIFY_TIMEOUT_S = 300

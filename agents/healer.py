@@ -1,7 +1,7 @@
 """The healer: update a test the API outgrew, by editing its syntax tree.
 
 When a route changed on purpose — a field renamed, a success status or a
-field's type changed, consistently over several runs (`agents.schema`) — and
+field's type changed, consistently over several runs (`testmem.agents.schema`) — and
 a test's failing assertion is about exactly that, the healer writes a unified
 diff that updates the test with libcst (formatting and comments survive) to
 ``DIR/heals/<heal_id>.patch`` and appends ``HealProposed``. `apply_heal` applies
@@ -27,8 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agents.patches import PatchError, applies, apply_patch, changed_lines, reverse, unified_diff
-from agents.schema import (
+from testmem.agents.patches import (
+    PatchError,
+    applies,
+    apply_patch,
+    changed_lines,
+    reverse,
+    unified_diff,
+)
+from testmem.agents.schema import (
     ADDED,
     REMOVED,
     RENAMED,
@@ -37,13 +44,13 @@ from agents.schema import (
     ApiChange,
     detect_changes,
 )
-from memory.errors import NotFoundError, TestmemError
-from memory.events import Fact
-from memory.query import History, Rows
-from memory.store import Store
+from testmem.memory.errors import NotFoundError, TestmemError
+from testmem.memory.events import Fact
+from testmem.memory.query import History, Rows
+from testmem.memory.store import Store
 
 if TYPE_CHECKING:
-    from agents.edits import Edited
+    from testmem.agents.edits import Edited
 
 DEFAULT_MIN_OBSERVATIONS = 2
 MAX_CHANGED_LINES = 40  # a heal is a small edit; anything larger is for a human
@@ -313,7 +320,7 @@ def _locate_test(failure: Mapping[str, Any], rootdir: Path) -> HealTarget | NoHe
 
 
 def _edit(test: HealTarget, change: ApiChange, line: int | None) -> Edited:
-    from agents.edits import edit_source  # libcst is heavy: only when healing
+    from testmem.agents.edits import edit_source  # libcst is heavy: only when healing
 
     return edit_source(test.source, test.qualname, change, line)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from memory.errors import TestmemError
+from testmem.memory.errors import TestmemError
 
 
 class PatchError(TestmemError):

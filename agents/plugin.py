@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # kept off pytest's start-up path: imported when first needed
-    from memory.recorder import Recorder
-    from memory.retry import RetryAdvice
-    from memory.store import Store
+    from testmem.memory.recorder import Recorder
+    from testmem.memory.retry import RetryAdvice
+    from testmem.memory.store import Store
 
 _advisor_key = pytest.StashKey["RetryAdvisor"]()
 _summary_key = pytest.StashKey[list[str]]()
@@ -39,9 +39,9 @@ class RetryAdvisor:
     def advise(
         self, item: pytest.Item, reports: list[pytest.TestReport], exchanges: list[dict[str, Any]]
     ) -> RetryAdvice:
-        from agents.analyzer import FailureContext, classify
-        from agents.context import exchange_from_capture
-        from memory.retry import RetryAdvice, parse_retry_after
+        from testmem.agents.analyzer import FailureContext, classify
+        from testmem.agents.context import exchange_from_capture
+        from testmem.memory.retry import RetryAdvice, parse_retry_after
 
         failed = next(r for r in reports if r.failed)
         described = getattr(failed, "testmem_failure", None) or {}
@@ -59,7 +59,7 @@ class RetryAdvisor:
         return RetryAdvice(verdict.action == "retry", verdict.reason, verdict.category, asked)
 
     def _record(self, nodeid: str) -> Any:
-        from agents.analyzer import TestRecord
+        from testmem.agents.analyzer import TestRecord
 
         if self._records is None:
             self._records = _load_records(self.recorder)
@@ -69,7 +69,7 @@ class RetryAdvisor:
 def _load_records(recorder: Recorder) -> dict[str, Any]:
     """The records that can make a difference, in one query (a test that only
     ever passed has a clean `TestRecord()`); history must never break a run."""
-    from agents.analyzer import TestRecord
+    from testmem.agents.analyzer import TestRecord
 
     try:
         rows = recorder.test_records()
@@ -85,7 +85,7 @@ def pytest_testmem_retry_advice(
     exchanges: list[dict[str, Any]],
     attempt: int,
 ) -> RetryAdvice | None:
-    from memory.plugin import recorder_key
+    from testmem.memory.plugin import recorder_key
 
     recorder = item.config.stash.get(recorder_key, None)
     if recorder is None:
@@ -97,11 +97,11 @@ def pytest_testmem_retry_advice(
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testmem_run_recorded(config: pytest.Config, store: Store, run_id: str) -> None:
-    from memory.plugin import triage_enabled
+    from testmem.memory.plugin import triage_enabled
 
     if not triage_enabled(config):
         return
-    from agents.triage import Triage
+    from testmem.agents.triage import Triage
 
     result = Triage(store).run(run_id)
     config.stash[_summary_key] = result.summary_lines()

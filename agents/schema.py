@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # DuckDB stays out of the retry advisor's imports
-    from memory.query import History
+    from testmem.memory.query import History
 
 MAX_SAMPLES = 20  # sample values kept per key path and snapshot
 BODIES_PER_RUN = 50  # bodies read per run, route, method and status

@@ -30,12 +30,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from memory.errors import TestmemError
+from testmem.memory.errors import TestmemError
 
 if TYPE_CHECKING:
     import httpx
 
-    from agents.defects import DefectReport
+    from testmem.agents.defects import DefectReport
 
 DEFECT_ID = re.compile(r"^def-[0-9a-f]{12}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -280,7 +280,7 @@ def _settings(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _pyproject_table() -> dict[str, Any]:
-    from memory.config import testmem_table
+    from testmem.memory.config import testmem_table
 
     table, _ = testmem_table(Path.cwd())
     defects = table.get("defects")

@@ -16,7 +16,7 @@ import keyword
 import re
 from dataclasses import dataclass
 
-from memory.errors import TestmemError
+from testmem.memory.errors import TestmemError
 
 DEFAULT_FIXTURE = "api_client"  # testmem's own client fixture, for a live API
 PY_TYPES = {

@@ -1,8 +1,8 @@
 """Triage: for every failed test of a run, decide — then hand the decision on.
 
-    link failures to incidents (memory.incidents.Matcher)
-      → gather evidence (agents.context) → classify (agents.analyzer)
-      → heal (agents.healer) | escalate (agents.defects) → DecisionMade facts
+    link failures to incidents (testmem.memory.incidents.Matcher)
+      → gather evidence (testmem.agents.context) → classify (testmem.agents.analyzer)
+      → heal (testmem.agents.healer) | escalate (testmem.agents.defects) → DecisionMade facts
 
 Decisions are events too, so triage is idempotent: a test already decided in
 a run is not decided again unless ``force`` is set. The ``DecisionMade`` facts
@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from agents.analyzer import FailureContext, Verdict, classify
-from agents.context import build_contexts
-from agents.defects import DefectWarning
-from agents.schema import ApiChange, detect_changes
-from memory.events import Fact
-from memory.query import History, Rows
-from memory.store import Store
+from testmem.agents.analyzer import FailureContext, Verdict, classify
+from testmem.agents.context import build_contexts
+from testmem.agents.defects import DefectWarning
+from testmem.agents.schema import ApiChange, detect_changes
+from testmem.memory.events import Fact
+from testmem.memory.query import History, Rows
+from testmem.memory.store import Store
 
 TRIAGE_LOCK_S = 600.0  # how long a triage waits for another triage of the same run
 
@@ -131,7 +131,7 @@ class Triage:
         return TriageResult(run_id, decisions, len(contexts) - len(decisions), problems)
 
     def _link(self, run_id: str) -> list[str]:
-        from memory.incidents import Matcher
+        from testmem.memory.incidents import Matcher
 
         problems: list[str] = []
         with _as_problems(problems, Warning):  # e.g. the index unavailable: signatures only
@@ -207,15 +207,15 @@ def _as_problems(problems: list[str], category: type[Warning]) -> Iterator[list[
 
 
 def _propose_heal(store: Store, history: History, decision: Decision) -> str:
-    from agents.healer import NoHeal, propose_heal_for
+    from testmem.agents.healer import NoHeal, propose_heal_for
 
     heal = propose_heal_for(store, history, decision.run_id, decision.nodeid, decision.incident_id)
     return f"not healed: {heal.reason}" if isinstance(heal, NoHeal) else heal.heal_id
 
 
 def _file_defect(store: Store, decision: Decision) -> str:
-    from agents.defects import DefectAgent
-    from memory.incidents import Incidents
+    from testmem.agents.defects import DefectAgent
+    from testmem.memory.incidents import Incidents
 
     incident = Incidents(store).get(decision.incident_id or "")
     evidence = {
@@ -230,7 +230,7 @@ def _file_defect(store: Store, decision: Decision) -> str:
 
 def _flush_outbox(store: Store) -> None:
     """Defects a sink could not take earlier get another chance at every triage."""
-    from agents.defects import DefectAgent
+    from testmem.agents.defects import DefectAgent
 
     if (store.root / "defects" / "outbox").is_dir():
         DefectAgent(store).flush()
@@ -285,7 +285,7 @@ def _decided(history: History, run_id: str) -> set[str]:
 
 
 def _labels(store: Store, problems: list[str]) -> dict[str, str]:
-    from memory.incidents import Incidents
+    from testmem.memory.incidents import Incidents
 
     try:
         return {i.incident_id: i.label for i in Incidents(store).list() if i.label}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Timing, median, table
-from memory.events import (
+from testmem.memory.events import (
     Blob,
     Event,
     FailureObserved,
@@ -37,7 +37,7 @@ from memory.events import (
     TestFinished,
     uuid7,
 )
-from memory.log import events_to_table
+from testmem.memory.log import events_to_table
 
 # A writer gets the batches of events, and the same batches already as Arrow tables.
 Writer = Callable[[Path, Sequence[Sequence[Event]], Sequence[Any]], None]
@@ -81,7 +81,7 @@ def sample_events(count: int, run_id: str) -> list[Event]:
 
 
 def write_delta(target: Path, batches: Sequence[Sequence[Event]], tables: Sequence[Any]) -> None:
-    from memory.log import EventLog
+    from testmem.memory.log import EventLog
 
     log = EventLog(target)
     for batch in batches:
@@ -125,7 +125,7 @@ def write_delta_tables(
     target: Path, batches: Sequence[Sequence[Event]], tables: Sequence[Any]
 ) -> None:
     """The log's own write, from Arrow tables built beforehand (no conversion)."""
-    from memory.log import EventLog
+    from testmem.memory.log import EventLog
 
     log = EventLog(target)
     for batch_table in tables:

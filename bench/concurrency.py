@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from examples.shop_api import Build, ShopServer, serve
+from testmem.examples.shop_api import Build, ShopServer, serve
 
 PYTHON = sys.executable
-TESTMEM = [PYTHON, "-c", "from agents.cli import main; main()"]
+TESTMEM = [PYTHON, "-c", "from testmem.agents.cli import main; main()"]
 SUITE = Path(__file__).resolve().parent.parent / "examples" / "suite"
 BUILD = Build(label="v1.6.0", note="order total mismatch only", regression_order_total=True)
 TESTS = 30  # in examples/suite
@@ -102,7 +102,7 @@ class CountingShop:
         self.server: ShopServer = serve(build)
         self.served = 0
         self._lock = threading.Lock()
-        # examples.shop_api keeps its Shop private; wrapping `handle` counts
+        # testmem.examples.shop_api keeps its Shop private; wrapping `handle` counts
         # exactly the requests the API answered, whatever the client did.
         shop: Any = self.server._shop
         answer: Callable[..., Any] = shop.handle
@@ -251,8 +251,8 @@ class Tally:
 
 
 def tally(store: Path) -> Tally:
-    from memory.query import History
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.store import Store
 
     history = History(Store.open(store))
     counts = dict(history.sql("SELECT type, count(*) FROM events GROUP BY 1").rows)
@@ -293,9 +293,9 @@ def tally(store: Path) -> Tally:
 def index_problems(store: Path, history: Any) -> list[str]:
     """Index records whose incident is not the log's, and vectors that do not
     find themselves: what a damaged or interleaved index would show."""
-    from memory.incidents import Known
-    from memory.index import SignatureIndex
-    from memory.store import Store
+    from testmem.memory.incidents import Known
+    from testmem.memory.index import SignatureIndex
+    from testmem.memory.store import Store
 
     known = Known.load(history)
     index = SignatureIndex(Store.open(store))

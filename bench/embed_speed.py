@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from memory.embed import Embedder, _model
-from memory.incidents import fingerprint_of
+from testmem.memory.embed import Embedder, _model
+from testmem.memory.incidents import fingerprint_of
 
 LABELLED = Path(__file__).parent / "failures" / "labelled.jsonl"
 

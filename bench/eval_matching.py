@@ -16,7 +16,7 @@ signature (no k nearest) stands in.
 
     .venv/bin/python bench/eval_matching.py [--threshold 0.83] [--sweep] [--matcher mod:fn]
         [--file held-out.jsonl]
-    .venv/bin/python bench/eval_matching.py --matcher memory.incidents:evaluation_clusters
+    .venv/bin/python bench/eval_matching.py --matcher testmem.memory.incidents:evaluation_clusters
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from memory.embed import Embedder
-from memory.fingerprint import Fingerprint, fingerprint, structure_score
+from testmem.memory.embed import Embedder
+from testmem.memory.fingerprint import Fingerprint, fingerprint, structure_score
 
 LABELLED = Path(__file__).parent / "failures" / "labelled.jsonl"
 FIELDS = ("message", "exception_type", "traceback", "nodeid", "method", "route", "status")

@@ -2,7 +2,7 @@
 
 Grouping accuracy (GA) is the share of messages whose group holds exactly the
 messages of their true template (the measure log-parsing papers report).
-testmem is `memory.clustering.cluster_messages` (the stages `testmem cluster`
+testmem is `testmem.memory.clustering.cluster_messages` (the stages `testmem cluster`
 runs); drain3 is the PyPI package with its one default configuration.
 
     python bench/eval_templates.py [--sets sshd,proxy] [--show-errors SET]
@@ -36,7 +36,7 @@ def grouping_accuracy(truth: Sequence[Hashable], groups: Sequence[Hashable]) -> 
 
 
 def testmem(messages: list[str]) -> list[str]:
-    from memory.clustering import cluster_messages
+    from testmem.memory.clustering import cluster_messages
 
     return cluster_messages(messages).clusters
 

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from memory.events import arrow_schema
+from testmem.memory.events import arrow_schema
 
 ROUTES = [f"/{r}" for r in ("users", "orders", "inventory", "carts", "payments", "auth/token")]
 ROUTES += [f"{r}/{{id}}" for r in ROUTES[:5]] + ["/orders/{id}/items", "/users/{id}/orders"]
@@ -315,7 +315,7 @@ def _fill(value: Any, rows: int) -> Any:
 def generate(root: Path | str, args: argparse.Namespace) -> int:
     """Write the history into the store at ``root`` (a directory or a URL);
     returns the number of result events."""
-    from memory.store import Store
+    from testmem.memory.store import Store
 
     history, log = History(args), Store(root).events
     runs, per_batch, results = args.days * args.runs_per_day, args.runs_per_day * 7, 0

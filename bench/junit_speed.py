@@ -1,4 +1,4 @@
-"""JUnit import speed: `memory.junit.import_junit` (streaming iterparse, Arrow
+"""JUnit import speed: `testmem.memory.junit.import_junit` (streaming iterparse, Arrow
 columns built directly, one commit) against the naive way (parse the whole
 tree, build event objects, `EventLog.append`), on the same files, one run.
 
@@ -15,10 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import table
-from memory.events import Blob, Event, FailureObserved, RunFinished, RunStarted, TestFinished
-from memory.junit import import_junit, run_id_of
-from memory.redact import DEFAULT_REDACTOR
-from memory.store import Store
+from testmem.memory.events import (
+    Blob,
+    Event,
+    FailureObserved,
+    RunFinished,
+    RunStarted,
+    TestFinished,
+)
+from testmem.memory.junit import import_junit, run_id_of
+from testmem.memory.redact import DEFAULT_REDACTOR
+from testmem.memory.store import Store
 
 
 def write_report(path: Path, cases: int, seed: int) -> None:

@@ -26,10 +26,10 @@ import numpy as np
 
 from bench import table
 from bench.eval_matching import fingerprint_of, load
-from memory.embed import Embedder
-from memory.incidents import Known, Matcher
-from memory.index import Neighbour, SignatureIndex, SignatureRecord
-from memory.store import Store
+from testmem.memory.embed import Embedder
+from testmem.memory.incidents import Known, Matcher
+from testmem.memory.index import Neighbour, SignatureIndex, SignatureRecord
+from testmem.memory.store import Store
 
 
 class NumpyScan:

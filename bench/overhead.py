@@ -76,8 +76,8 @@ def measure(suite: Path, work: Path, rounds: int) -> dict[str, list[Timing]]:
 
 def recorded_results(store: Path) -> list[int]:
     """Results per recorded run: proof that `--memory` really recorded."""
-    from memory.query import History
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.store import Store
 
     rows = History(Store.open(store)).sql(
         "SELECT count(*) FROM results GROUP BY run_id ORDER BY min(occurred_at)"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import PYTHON, Timing, median, table, timed
-from memory.events import uuid7
+from testmem.memory.events import uuid7
 
 TESTMEM = [str(Path(PYTHON).parent / "testmem")]  # the console script, as a user runs it
 
@@ -76,8 +76,8 @@ def outcome(rng: random.Random) -> str:
 
 def build(work: Path, runs: int, tests: int) -> tuple[Path, Path]:
     """The store and the report-log directory, holding the same results."""
-    from memory.log import rows_to_table
-    from memory.store import Store
+    from testmem.memory.log import rows_to_table
+    from testmem.memory.store import Store
 
     store, logs = Store(work / "store"), work / "reportlog"
     logs.mkdir()
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--tests", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    from memory.store import Store
+    from testmem.memory.store import Store
 
     with tempfile.TemporaryDirectory(prefix="testmem-query-") as tmp:
         store, logs = build(Path(tmp), args.runs, args.tests)

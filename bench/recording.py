@@ -103,8 +103,8 @@ def suite_overhead(root: Path, rounds: int, tests: int, per_test: int) -> dict[s
 
 
 def recorded_exchanges(store: Path) -> list[int]:
-    from memory.query import History
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.store import Store
 
     rows = (
         History(Store.open(store))
@@ -131,8 +131,8 @@ async def exchanges():
 async def main():
     await exchanges()  # warm up
     if mode == "testmem":
-        from memory import intercept
-        from memory.tap import Tap, activate
+        from testmem.memory import intercept
+        from testmem.memory.tap import Tap, activate
         tap = Tap()
         activate(tap)
         intercept.install()

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
     args = parser.parse_args(argv)
-    from memory.redact import Redactor
+    from testmem.memory.redact import Redactor
 
     known = Redactor()
     known.headers_json([("X-Api-Key", "k-3f9a8b7c6d5e"), ("Cookie", "sid=abc123def456")])

@@ -29,9 +29,9 @@ from typing import Any
 
 from bench import PYTHON, ROOT, Timing, table, timed
 from bench.eval_matching import fingerprint_of, load
-from memory.events import Event, FailureObserved, RunStarted, uuid7
-from memory.incidents import cluster_failures
-from memory.store import Store
+from testmem.memory.events import Event, FailureObserved, RunStarted, uuid7
+from testmem.memory.incidents import cluster_failures
+from testmem.memory.store import Store
 
 RUN_SIZE = 500  # failures per recorded run
 
@@ -65,7 +65,7 @@ def naive_rate(failures: list[dict[str, Any]], sample: int, root: Path) -> float
     """Seconds per failure to embed each one and add it to Chroma, one record each."""
     import chromadb
 
-    from memory.embed import Embedder
+    from testmem.memory.embed import Embedder
 
     embedder = Embedder()
     texts = [fingerprint_of(failures[i % len(failures)]).text for i in range(sample)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import PYTHON, ROOT, table, timed
 
 STORE = ROOT / "bench" / "out" / "year"
-CLI = [PYTHON, "-c", "from agents.cli import main; main()"]
+CLI = [PYTHON, "-c", "from testmem.agents.cli import main; main()"]
 
 
 def naive_weekly_pass_rate(root: Path) -> dict[str, float]:
@@ -27,7 +27,7 @@ def naive_weekly_pass_rate(root: Path) -> dict[str, float]:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from memory.log import EventLog
+    from testmem.memory.log import EventLog
 
     files = [uri.removeprefix("file://") for uri in EventLog(root / "events").files()]
     data = ds.dataset(files, format="parquet")

@@ -32,8 +32,8 @@ from tests.servers import S3, ray_cluster, seaweedfs
 
 def write(location: str, env: dict[str, str], commits: int, events: int, n: int) -> dict[str, Any]:
     os.environ.update(env)
-    from memory.events import TestFinished
-    from memory.store import Store
+    from testmem.memory.events import TestFinished
+    from testmem.memory.store import Store
 
     log = Store(location).events
     latencies = []
@@ -49,9 +49,9 @@ def write(location: str, env: dict[str, str], commits: int, events: int, n: int)
 
 
 def writers(location: str, envs: list[dict[str, str]], commits: int, events: int) -> dict:
-    from memory.events import RunStarted
-    from memory.query import History
-    from memory.store import Store
+    from testmem.memory.events import RunStarted
+    from testmem.memory.query import History
+    from testmem.memory.store import Store
 
     os.environ.update(envs[0])
     Store(location).events.append([RunStarted(run_id="created")])
@@ -80,9 +80,9 @@ def writers(location: str, envs: list[dict[str, str]], commits: int, events: int
 
 
 def reads(location: str) -> dict[str, float]:
-    from memory.query import History
-    from memory.report import weekly_report
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.report import weekly_report
+    from testmem.memory.store import Store
 
     def timed(work: Any) -> float:
         started = time.perf_counter()
@@ -110,9 +110,9 @@ def synthetic(location: str, results: int) -> int:
 
 
 def ray_report(location: str, address: str) -> dict[str, float]:
-    from memory.query import History
-    from memory.report import weekly_report
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.report import weekly_report
+    from testmem.memory.store import Store
 
     os.environ["RAY_ADDRESS"] = address
     times = {}

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 PYTHON = sys.executable
-TESTMEM = [PYTHON, "-c", "from agents.cli import main; main()"]
+TESTMEM = [PYTHON, "-c", "from testmem.agents.cli import main; main()"]
 
 SUITE = """
 import random, time
@@ -396,8 +396,8 @@ class TriageState:
 
 
 def triage_state(store: Path, run_id: str) -> TriageState:
-    from memory.query import History
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.store import Store
 
     history = History(Store(store))
     row = history.sql(_STATE, [run_id] * 6).rows[0]
@@ -449,8 +449,8 @@ _EXACTLY_ONCE = {
 
 def triage_violations(store: Path, run_id: str) -> list[str]:
     """Everything that breaks exactly-once for the run's triage, and for defects store-wide."""
-    from memory.query import History
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.store import Store
 
     history = History(Store(store))
     found = []

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench import PYTHON, Timing, table, timed
-from memory.events import (
+from testmem.memory.events import (
     Blob,
     FailureObserved,
     HttpExchanged,
@@ -35,7 +35,7 @@ from memory.events import (
     TestFinished,
     uuid7,
 )
-from memory.store import Store
+from testmem.memory.store import Store
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 ROUTES = ["/users/{id}", "/orders/{id}", "/inventory/{id}", "/carts/{id}", "/payments/{id}"]
@@ -76,7 +76,7 @@ def run_events(failures: int, causes: int, build: str, salt: int) -> list:
 
 
 def build_store(root: Path, failures: int, causes: int) -> str:
-    from agents.triage import Triage
+    from testmem.agents.triage import Triage
 
     store = Store(root)
     store.events.append(run_events(failures, causes, "b1", salt=1))
@@ -90,10 +90,10 @@ def embed_everything(root: Path, run_id: str) -> Timing:
     """The alternative: embed every failure text (no cache), ask Chroma for its neighbour."""
     script = f"""
 import sys
-from memory.embed import Embedder
-from memory.index import SignatureIndex
-from memory.query import History
-from memory.store import Store
+from testmem.memory.embed import Embedder
+from testmem.memory.index import SignatureIndex
+from testmem.memory.query import History
+from testmem.memory.store import Store
 store = Store.open({str(root)!r})
 sql = "SELECT failure_id, message FROM failures WHERE run_id = ?"
 rows = History(store).sql(sql, [{run_id!r}]).rows
@@ -109,7 +109,7 @@ def advice_latency(root: Path, failures: int) -> list[float]:
     """Milliseconds per in-run retry decision, after the first (warm-up) one."""
     from types import SimpleNamespace
 
-    from agents.plugin import RetryAdvisor
+    from testmem.agents.plugin import RetryAdvisor
 
     advisor = RetryAdvisor(Store.open(root))
     timings = []
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "store"
         run_id = build_store(root, args.failures, args.causes)
-        cli = "from agents.cli import main; main()"
+        cli = "from testmem.agents.cli import main; main()"
         triage = timed([PYTHON, "-c", cli, "--dir", str(root), "triage", "--run", run_id], env=ENV)
         naive = embed_everything(root, run_id)
         latency = advice_latency(root, args.failures)

@@ -1,6 +1,6 @@
 """The shop API itself: its data, its routes and the knobs of a `Build`.
 
-No HTTP here (`examples.shop_api` serves it): a route takes a `Call` and
+No HTTP here (`testmem.examples.shop_api` serves it): a route takes a `Call` and
 returns a `Reply`, and `Shop.handle` picks the route.
 
 To add a knob: add a field to `Build`, off by default; then either add a
@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any, TypeGuard, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from examples._seed import JSON, Catalog, customer_of, order_total, seed_catalog
+from testmem.examples._seed import JSON, Catalog, customer_of, order_total, seed_catalog
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from examples.blog_api import Release
+from testmem.examples.blog_api import Release
 
 
 def _story() -> list[Release]:

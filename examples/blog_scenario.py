@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agents.triage import decisions
-from examples.blog_api import Release
-from examples.blog_builds import RELEASES
-from memory.query import History
-from memory.store import Store
+from testmem.agents.triage import decisions
+from testmem.examples.blog_api import Release
+from testmem.examples.blog_builds import RELEASES
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 SUITE = Path(__file__).parent / "blog_suite"
 REPO = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ class BlogScenario:
         return played
 
     def play_build(self, number: int, release: Release) -> Played:
-        from agents.triage import Triage
+        from testmem.agents.triage import Triage
 
         started = time.monotonic()
         done = _pytest(self.suite_dir, number, None, "--memory", f"--memory-dir={self.store_dir}",
@@ -181,7 +181,7 @@ def score(history: History, run_id: str, truth: dict[str, frozenset[str]]) -> li
 
 
 def _apply_heals(store: Store, history: History, run_id: str, release: int) -> list[dict[str, Any]]:
-    from agents.healer import HealError, apply_heal
+    from testmem.agents.healer import HealError, apply_heal
 
     proposed = history.sql(
         """SELECT detail->>'$.heal_id' AS heal_id, nodeid FROM facts
@@ -250,7 +250,8 @@ def summary(played: list[Played]) -> dict[str, Any]:
 
 
 def main() -> None:
-    """``python -m examples.blog_scenario [WORKDIR]``: play, print each build, then the figures."""
+    """``python -m testmem.examples.blog_scenario [WORKDIR]``: play, print each build,
+    then the figures."""
     import json
     import tempfile
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from examples.shop_api import Build
+from testmem.examples.shop_api import Build
 
 
 def _story() -> list[Build]:

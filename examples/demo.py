@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from examples.scenario import REPO, BuildResult, Scenario, defects_per_regression
+from testmem.examples.scenario import REPO, BuildResult, Scenario, defects_per_regression
 
 WIDTH = 100
 ACTION_WORDS = {"retry": "retried", "heal": "healing", "escalate": "escalated", "none": "waiting"}
@@ -70,11 +70,11 @@ def show_build(result: BuildResult, total: int) -> None:
 
 def ending(scenario: Scenario, results: list[BuildResult]) -> list[str]:
     """The closing tables; returns what went wrong, if anything."""
-    from agents.defects import defects
-    from memory.incidents import Incidents
-    from memory.query import History
-    from memory.report import render, weekly_report
-    from memory.store import Store
+    from testmem.agents.defects import defects
+    from testmem.memory.incidents import Incidents
+    from testmem.memory.query import History
+    from testmem.memory.report import render, weekly_report
+    from testmem.memory.store import Store
 
     store = Store.open(scenario.store_dir)
     _section("incidents")

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.triage import decisions
-from examples.builds import BUILDS
-from examples.shop_api import Build, ShopServer, serve
-from memory.query import History
-from memory.store import Store
+from testmem.agents.triage import decisions
+from testmem.examples.builds import BUILDS
+from testmem.examples.shop_api import Build, ShopServer, serve
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 SUITE = Path(__file__).parent / "suite"
 REPO = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ class Scenario:
         return results
 
     def play_build(self, server: ShopServer, build: Build) -> BuildResult:
-        from agents.triage import Triage
+        from testmem.agents.triage import Triage
 
         started = time.monotonic()
         done = self._pytest(server.url, build.label)
@@ -134,7 +134,7 @@ class Scenario:
     def _apply_heals(
         self, store: Store, history: History, run_id: str, url: str
     ) -> list[dict[str, Any]]:
-        from agents.healer import apply_heal
+        from testmem.agents.healer import apply_heal
 
         proposed = history.sql(
             """SELECT detail->>'$.heal_id' AS heal_id, nodeid, detail->>'$.path' AS path
@@ -149,7 +149,7 @@ class Scenario:
         return heals
 
     def _generate(self, store: Store, url: str) -> list[dict[str, Any]]:
-        from agents.generator import generate_tests
+        from testmem.agents.generator import generate_tests
 
         made = generate_tests(
             store, History(store), out=self.suite_dir / "generated", api_base_url=url

@@ -1,7 +1,7 @@
 """A small JSON shop API (users, orders, inventory) for example test suites.
 
 Stdlib only, served for real on loopback. What it does is set by a `Build`,
-so a demo can replay successive releases of the API (see `examples.builds`):
+so a demo can replay successive releases of the API (see `testmem.examples.builds`):
 rate limiting, a flaky upstream, deliberate API changes, regressions.
 
     with serve(Build(rate_limit_every=3)) as shop:
@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 
-from examples._shop import Build, Shop
+from testmem.examples._shop import Build, Shop
 
 __all__ = ["Build", "ShopServer", "main", "serve"]
 
@@ -127,10 +127,12 @@ def serve(build: Build = _BASELINE, host: str = "127.0.0.1", port: int = 0) -> S
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve in the foreground: python -m examples.shop_api --port 8000 --build 6"""
-    from examples.builds import BUILDS  # builds imports this module
+    """Serve in the foreground: python -m testmem.examples.shop_api --port 8000 --build 6"""
+    from testmem.examples.builds import BUILDS  # builds imports this module
 
-    parser = argparse.ArgumentParser(prog="python -m examples.shop_api", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m testmem.examples.shop_api", description=main.__doc__
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port [8000]")
     parser.add_argument(
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         choices=range(len(BUILDS)),
         metavar="N",
-        help=f"play BUILDS[N] of examples.builds, 0 to {len(BUILDS) - 1} [0]",
+        help=f"play BUILDS[N] of testmem.examples.builds, 0 to {len(BUILDS) - 1} [0]",
     )
     args = parser.parse_args(argv)
     build = BUILDS[args.build]

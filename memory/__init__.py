@@ -10,19 +10,19 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from memory.errors import NotFoundError, QueryError, StoreError, TestmemError
-    from memory.store import Store
-    from memory.transport import AsyncRecordingTransport, RecordingTransport, Tap
+    from testmem.memory.errors import NotFoundError, QueryError, StoreError, TestmemError
+    from testmem.memory.store import Store
+    from testmem.memory.transport import AsyncRecordingTransport, RecordingTransport, Tap
 
 _EXPORTS = {
-    "AsyncRecordingTransport": "memory.transport",
-    "RecordingTransport": "memory.transport",
-    "Tap": "memory.transport",
-    "Store": "memory.store",
-    "TestmemError": "memory.errors",
-    "StoreError": "memory.errors",
-    "QueryError": "memory.errors",
-    "NotFoundError": "memory.errors",
+    "AsyncRecordingTransport": "testmem.memory.transport",
+    "RecordingTransport": "testmem.memory.transport",
+    "Tap": "testmem.memory.transport",
+    "Store": "testmem.memory.store",
+    "TestmemError": "testmem.memory.errors",
+    "StoreError": "testmem.memory.errors",
+    "QueryError": "testmem.memory.errors",
+    "NotFoundError": "testmem.memory.errors",
 }
 __all__ = [
     "AsyncRecordingTransport",

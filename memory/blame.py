@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from memory.events import HttpExchanged
+from testmem.memory.events import HttpExchanged
 
 _FRAGMENT = re.compile(r"[\w@.\-]{8,}")  # distinctive words of a body, as a failure quotes them
 

@@ -15,12 +15,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from memory.failure_templates import group_of, is_log_line, text_of
-from memory.matching import DEFAULT_RELATED, DEFAULT_SAME, Known, Link, Matcher, fingerprint_of
-from memory.templates import Miner
+from testmem.memory.failure_templates import group_of, is_log_line, text_of
+from testmem.memory.matching import (
+    DEFAULT_RELATED,
+    DEFAULT_SAME,
+    Known,
+    Link,
+    Matcher,
+    fingerprint_of,
+)
+from testmem.memory.templates import Miner
 
 if TYPE_CHECKING:
-    from memory.embed import Embedder
+    from testmem.memory.embed import Embedder
 
 
 @dataclass(frozen=True)

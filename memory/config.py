@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memory.errors import TestmemError
+from testmem.memory.errors import TestmemError
 
 _PREFIX = "memory_"
 _ENV_NAMES = {"api_base_url": "API_BASE_URL"}

@@ -53,8 +53,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memory.errors import DamagedFileWarning, StoreError
-from memory.store import Store
+from testmem.memory.errors import DamagedFileWarning, StoreError
+from testmem.memory.store import Store
 
 VACUUM_HOURS = 1.0  # the same window `testmem compact` leaves to readers
 _TEMP_SUFFIXES = (".tmp", ".temp", ".partial")
@@ -422,8 +422,8 @@ def _rebuild_checkpoint(store: Store, stale: list[Path], aside: Path) -> str:
 def check_index(store: Store) -> list[str]:
     """Compare the index's records with the signatures of FailureLinked facts,
     and the incident each record names with the incident the log gives it."""
-    from memory.incidents import Known
-    from memory.query import History
+    from testmem.memory.incidents import Known
+    from testmem.memory.query import History
 
     known = Known.load(History(store))
     linked = set(known.signatures)
@@ -444,14 +444,14 @@ def check_index(store: Store) -> list[str]:
 
 
 def _indexed(store: Store) -> dict[str, dict[str, Any]]:
-    from memory.index import SignatureIndex
+    from testmem.memory.index import SignatureIndex
 
     index = SignatureIndex(store)
     return index.records() if index.exists() else {}
 
 
 def _reindex(store: Store) -> str:
-    from memory.incidents import reindex
+    from testmem.memory.incidents import reindex
 
     result = reindex(store)
     return f"rebuilt the index: {result.signatures} signatures of {result.incidents} incidents"
@@ -556,7 +556,7 @@ _OUTBOX_NAME = re.compile(r"^(create|update)-def-[0-9a-f]{12}\.json$")
 
 
 def _outbox_entry(path: Path) -> bool:
-    """The outbox's own rule (agents.defects), restated: memory never imports agents."""
+    """The outbox's own rule (testmem.agents.defects), restated: memory never imports agents."""
     try:
         entry = json.loads(path.read_bytes())
     except (OSError, ValueError):

@@ -6,7 +6,7 @@ only for a signature never embedded before: a recurring failure is answered
 from the cache, so it costs a SQLite lookup instead of ~7 s of model start-up.
 
 Models of the usual sentence-transformers shape run on ONNX Runtime,
-int8-quantized (`memory.onnx_encoder`: about twice as fast on a CPU, and no
+int8-quantized (`testmem.memory.onnx_encoder`: about twice as fast on a CPU, and no
 torch import); ``$TESTMEM_EMBED_BACKEND=torch`` runs them with PyTorch instead.
 
 The cache is one SQLite file (WAL mode, so concurrent processes may read and
@@ -26,9 +26,9 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from memory import onnx_encoder
-from memory.errors import TestmemError
-from memory.onnx_encoder import OnnxEncoder
+from testmem.memory import onnx_encoder
+from testmem.memory.errors import TestmemError
+from testmem.memory.onnx_encoder import OnnxEncoder
 
 ENV_MODEL = "TESTMEM_MODEL"
 ENV_BACKEND = "TESTMEM_EMBED_BACKEND"  # "onnx" (default where the model allows) or "torch"

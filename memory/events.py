@@ -186,7 +186,7 @@ class HttpExchanged(Event):
     method: str = "GET"
     url: str = ""
     route: str = ""
-    route_source: str | None = None  # framework|openapi|pattern (memory.routes)
+    route_source: str | None = None  # framework|openapi|pattern (testmem.memory.routes)
     status: int | None = None
     request_headers: str = "{}"  # JSON object, redacted
     request_body: Blob = Blob(None)

@@ -1,6 +1,6 @@
 """The template stage of matching: each failure's template, and the incident it belongs to.
 
-Templates (`memory.templates`) are mined within one structure: a test's
+Templates (`testmem.memory.templates`) are mined within one structure: a test's
 failures with one exception type, status, request, kind of check and names
 are compared with each other only, so ``KeyError: 'name'`` and ``KeyError:
 'email'`` never become one template. A bare log line (no test, no Python
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
-from memory.fingerprint import MESSAGE_CAP, Fingerprint, exception_type_of
-from memory.templates import WILDCARD, Generalised, Miner
+from testmem.memory.fingerprint import MESSAGE_CAP, Fingerprint, exception_type_of
+from testmem.memory.templates import WILDCARD, Generalised, Miner
 
 if TYPE_CHECKING:
-    from memory.query import History
+    from testmem.memory.query import History
 
 # Exception types of other runtimes, which reach `testmem cluster` in log lines.
 _FOREIGN_TYPES = ("java.", "javax.", "org.", "com.", "scala.", "kotlin.")
@@ -52,7 +52,7 @@ def group_of(fp: Fingerprint) -> str:
 
 def text_of(fp: Fingerprint, message: str) -> str:
     """What is mined: a failure's masked text (quoted data values, ids and the
-    like already masked by `memory.fingerprint`), else the log line as written."""
+    like already masked by `testmem.memory.fingerprint`), else the log line as written."""
     return fp.wording if is_failure(fp) else message[:MESSAGE_CAP]
 
 
@@ -108,7 +108,7 @@ class Templates:
 
     def replay(self, history: History, incident_of: dict[str, str]) -> None:
         """Mine the log's first failure of each signature again, in the order linked."""
-        from memory.matching import fingerprint_of
+        from testmem.memory.matching import fingerprint_of
 
         for row in first_failures(history):
             fp = fingerprint_of(row)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from memory.routes import route_template
+from testmem.memory.routes import route_template
 
 MESSAGE_CAP = 16 * 1024  # characters of a message that are normalised and hashed
 TRACEBACK_CAP = 512 * 1024  # characters of a traceback searched for frames (head and tail)

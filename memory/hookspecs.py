@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from memory.retry import RetryAdvice
-    from memory.store import Store
+    from testmem.memory.retry import RetryAdvice
+    from testmem.memory.store import Store
 
 
 @pytest.hookspec(firstresult=True)

@@ -1,13 +1,13 @@
 """Incidents: the projection of the log's failures, links and human decisions.
 
 Incidents are a projection of the log: ``FailureObserved`` + ``FailureLinked``
-(written by `memory.matching`) + ``IncidentLabelled`` + ``IncidentsMerged`` +
+(written by `testmem.memory.matching`) + ``IncidentLabelled`` + ``IncidentsMerged`` +
 ``TestFinished`` (for resolution). Humans outweigh the model: a merged
 incident's signatures resolve to the one it was merged into, and an incident
 keeps the label a human gave it.
 
-Matching lives in `memory.matching`, clustering in `memory.clustering`,
-rebuilding the index in `memory.reindexing`; their names are re-exported
+Matching lives in `testmem.memory.matching`, clustering in `testmem.memory.clustering`,
+rebuilding the index in `testmem.memory.reindexing`; their names are re-exported
 here for the callers that import them from this module.
 """
 
@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from memory.clustering import Clustering, cluster_failures, cluster_messages, evaluation_clusters
-from memory.errors import NotFoundError
-from memory.events import Fact
-from memory.index import IndexUnavailable, SignatureIndex, SignatureRecord
-from memory.matching import (
+from testmem.memory.clustering import (
+    Clustering,
+    cluster_failures,
+    cluster_messages,
+    evaluation_clusters,
+)
+from testmem.memory.errors import NotFoundError
+from testmem.memory.events import Fact
+from testmem.memory.index import IndexUnavailable, SignatureIndex, SignatureRecord
+from testmem.memory.matching import (
     DEFAULT_RELATED,
     DEFAULT_SAME,
     Candidate,
@@ -38,9 +43,9 @@ from memory.matching import (
     fingerprint_of,
     is_incident_id,
 )
-from memory.query import History
-from memory.reindexing import Reindexed, reindex
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.reindexing import Reindexed, reindex
+from testmem.memory.store import Store
 
 LABELS = ("product-bug", "flaky", "test-outdated", "infra")
 

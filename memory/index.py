@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from memory.errors import StoreError
-from memory.store import Store
+from testmem.memory.errors import StoreError
+from testmem.memory.store import Store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,7 +77,7 @@ class SignatureRecord:
     last_seen: datetime
     count: int
     keys: tuple[str, ...] = ()  # the quoted names the failure is about (JSON keys, fields)
-    kind: str = ""  # what was checked and failed (`memory.fingerprint.Fingerprint.kind`)
+    kind: str = ""  # what was checked and failed (`testmem.memory.fingerprint.Fingerprint.kind`)
 
     def metadata(self) -> dict[str, str | int]:
         """Chroma metadata: scalars only, no None; keys only when known, because an

@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from memory.errors import TestmemError
-from memory.events import PRODUCER, SCHEMA_VERSION, Blob, arrow_schema, uuid7
-from memory.redact import DEFAULT_REDACTOR, Redactor
+from testmem.memory.errors import TestmemError
+from testmem.memory.events import PRODUCER, SCHEMA_VERSION, Blob, arrow_schema, uuid7
+from testmem.memory.redact import DEFAULT_REDACTOR, Redactor
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from memory.store import Store
+    from testmem.memory.store import Store
 
 SOURCE = f"{PRODUCER} junit"
 MAX_BYTES = 256 << 20  # the largest report imported (a big Surefire run is ~50 MiB)
@@ -81,7 +81,7 @@ def import_junit(
 def _known_runs(store: Store, run_ids: list[str]) -> set[str]:
     if not store.events.exists():
         return set()
-    from memory.query import History
+    from testmem.memory.query import History
 
     found = History(store).sql(
         """SELECT DISTINCT run_id FROM events

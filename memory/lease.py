@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from memory.errors import StoreError
+from testmem.memory.errors import StoreError
 
 if TYPE_CHECKING:
     from obstore import UpdateVersion

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from memory.errors import StoreError, TransientStoreError
-from memory.events import Event, arrow_schema, to_table
+from testmem.memory.errors import StoreError, TransientStoreError
+from testmem.memory.events import Event, arrow_schema, to_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -183,7 +183,7 @@ class EventLog:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from memory.lease import object_store
+        from testmem.memory.lease import object_store
 
         if self._objects is None:
             self._objects = object_store(self.uri)
@@ -307,7 +307,7 @@ class EventLog:
                 raise error from exc
             import warnings
 
-            from memory.errors import DamagedFileWarning
+            from testmem.memory.errors import DamagedFileWarning
 
             warnings.warn(
                 f"the log's commit {table.version() + 1} does not read: answering from "

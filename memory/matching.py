@@ -1,8 +1,8 @@
 """Matching each failure to past ones: signature, then template, then embedding.
 
 A failure is linked to an incident in three stages. Its signature (see
-`memory.fingerprint`) was seen before → the same incident, no model involved.
-Else its template (`memory.templates`, mined across the failures of one
+`testmem.memory.fingerprint`) was seen before → the same incident, no model involved.
+Else its template (`testmem.memory.templates`, mined across the failures of one
 structure: exception type, status, request, kind of check and names) already
 belongs to an incident → that incident: the failure differs from it only in
 values. Else, if it is a failure whose wording a model can judge (an exception,
@@ -36,19 +36,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from memory.errors import NotFoundError, TestmemError
-from memory.events import Fact
-from memory.failure_templates import Placed, Templates, is_failure
-from memory.fingerprint import Fingerprint, fingerprint, structure_score
-from memory.index import IndexUnavailable, SignatureIndex, SignatureRecord
-from memory.query import History
-from memory.store import Store
-from memory.templates import Generalised
+from testmem.memory.errors import NotFoundError, TestmemError
+from testmem.memory.events import Fact
+from testmem.memory.failure_templates import Placed, Templates, is_failure
+from testmem.memory.fingerprint import Fingerprint, fingerprint, structure_score
+from testmem.memory.index import IndexUnavailable, SignatureIndex, SignatureRecord
+from testmem.memory.query import History
+from testmem.memory.store import Store
+from testmem.memory.templates import Generalised
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from memory.embed import Embedder
+    from testmem.memory.embed import Embedder
 
 DEFAULT_SAME = 0.83  # inside the 0.80-0.85 plateau of bench/eval_matching.py (BENCHMARKS.md)
 DEFAULT_RELATED = 0.70  # a new incident still worth pointing at
@@ -137,7 +137,7 @@ HALF_LIFE_DAYS = 30.0
 
 def score(cosine: float, new: Fingerprint, old: SignatureRecord, at: datetime) -> tuple[float, str]:
     """A candidate's score and the reasons, for a failure seen at ``at``: cosine,
-    plus what structure says (`memory.fingerprint.structure_score`), minus age."""
+    plus what structure says (`testmem.memory.fingerprint.structure_score`), minus age."""
     theirs = _as_fingerprint(old, new.test)
     value = cosine + structure_score(new, theirs)
     why = [f"cosine {cosine:.3f}", *_agreements(new, theirs)]
@@ -252,7 +252,7 @@ class Known:
         """The latest signatures that failed with ``fp``'s error status on its route.
 
         One error status from one request is one cause however it is worded
-        (`memory.fingerprint.structure_score`), but two wordings of it can share
+        (`testmem.memory.fingerprint.structure_score`), but two wordings of it can share
         too little text to be among the nearest embeddings (``raise_for_status``
         vs ``assert 503 == 200``): the matcher scores these as candidates too.
         """
@@ -647,7 +647,7 @@ class Matcher:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from memory.embed import Embedder
+            from testmem.memory.embed import Embedder
 
             cache = self.store.subdir("embeddings") if self.store else None
             self._embedder = Embedder(cache_dir=cache)

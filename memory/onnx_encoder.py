@@ -63,7 +63,7 @@ def supported(model_dir: Path) -> bool:
 
 
 class OnnxEncoder:
-    """``encode(texts) -> unit vectors``, the interface `memory.embed` needs."""
+    """``encode(texts) -> unit vectors``, the interface `testmem.memory.embed` needs."""
 
     def __init__(self, model_dir: Path, onnx_file: Path) -> None:
         import onnxruntime as ort

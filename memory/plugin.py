@@ -16,15 +16,15 @@ import pytest
 if TYPE_CHECKING:
     import httpx
 
-    from memory.config import Settings
-    from memory.recorder import Recorder
-    from memory.routes import OpenApiRoutes
-    from memory.store import Store
+    from testmem.memory.config import Settings
+    from testmem.memory.recorder import Recorder
+    from testmem.memory.routes import OpenApiRoutes
+    from testmem.memory.store import Store
 
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 settings_key: pytest.StashKey[Settings] = pytest.StashKey()
 
-# The flags that take a value (`_option`): see `memory.rootdir`.
+# The flags that take a value (`_option`): see `testmem.memory.rootdir`.
 _VALUE_FLAGS: set[str] = set()
 
 
@@ -67,7 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Skip post-run triage.",
     )
-    # Defaults are None so that [tool.testmem] can tell "unset" (memory.config).
+    # Defaults are None so that [tool.testmem] can tell "unset" (testmem.memory.config).
     parser.addini(
         "memory_triage", "Triage failures after the run [true].", type="bool", default=None
     )
@@ -115,15 +115,15 @@ def _option(
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
     """Undo pytest taking ``--memory-dir DIR``'s value for a test path."""
-    from memory.rootdir import correct_setup
+    from testmem.memory.rootdir import correct_setup
 
     correct_setup(early_config, args, frozenset(_VALUE_FLAGS))
 
 
 def settings(config: pytest.Config) -> Settings:
-    """The session's configuration files, read once (see `memory.config`)."""
+    """The session's configuration files, read once (see `testmem.memory.config`)."""
     if settings_key not in config.stash:
-        from memory.config import Settings
+        from testmem.memory.config import Settings
 
         config.stash[settings_key] = Settings.of_pytest(config)
     return config.stash[settings_key]
@@ -147,7 +147,7 @@ def _number(config: pytest.Config, name: str, default: float, minimum: float = 0
 
 
 def _flag(config: pytest.Config, name: str, default: bool) -> bool:
-    from memory.config import ConfigError
+    from testmem.memory.config import ConfigError
 
     try:
         return settings(config).flag(name, default, given=config.getoption(name, None))
@@ -159,7 +159,7 @@ def _openapi(config: pytest.Config) -> OpenApiRoutes | None:
     source = _setting(config, "memory_openapi")
     if not source:
         return None
-    from memory.routes import OpenApiRoutes
+    from testmem.memory.routes import OpenApiRoutes
 
     path = source if "://" in source else str(config.rootpath / source)
     try:
@@ -177,7 +177,7 @@ def record_http_enabled(config: pytest.Config) -> bool:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from memory import hookspecs
+    from testmem.memory import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -185,12 +185,12 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("memory"):
         return
-    from memory.errors import StoreError
-    from memory.events import DEFAULT_CAP
-    from memory.recorder import Recorder
-    from memory.redact import Redactor
-    from memory.retry import Retrier, RetryBudget
-    from memory.store import Store, resolve_dir
+    from testmem.memory.errors import StoreError
+    from testmem.memory.events import DEFAULT_CAP
+    from testmem.memory.recorder import Recorder
+    from testmem.memory.redact import Redactor
+    from testmem.memory.retry import Retrier, RetryBudget
+    from testmem.memory.store import Store, resolve_dir
 
     triage_enabled(config)  # a bad value is a usage error now, not after the run
     cap = int(_number(config, "memory_body_cap", DEFAULT_CAP, minimum=1))
@@ -218,19 +218,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "testmem-recorder")
     if not hasattr(config, "workerinput"):
-        from memory.summary import StepSummary
+        from testmem.memory.summary import StepSummary
 
         _register_quarantine(config, store)
         config.pluginmanager.register(StepSummary(), "testmem-step-summary")
     if retries > 0:
-        from memory.surefire import SurefireAttempts
+        from testmem.memory.surefire import SurefireAttempts
 
         config.pluginmanager.register(Retrier(retries, budget), "testmem-retrier")
         config.pluginmanager.register(SurefireAttempts(redactor), "testmem-surefire")
 
 
 def _register_quarantine(config: pytest.Config, store: Store) -> None:
-    from memory.quarantine import FLAKY_DAYS, QuarantinedFailures
+    from testmem.memory.quarantine import FLAKY_DAYS, QuarantinedFailures
 
     policy = _flag(config, "memory_quarantine_flaky", False)
     days = _number(config, "memory_quarantine_days", FLAKY_DAYS) if policy else None
@@ -259,7 +259,7 @@ def api_client(api_base_url: str, pytestconfig: pytest.Config) -> Iterator[httpx
     """An httpx.Client for the API under test; every exchange is recorded."""
     import httpx
 
-    from memory.transport import RecordingTransport
+    from testmem.memory.transport import RecordingTransport
 
     timeout = _number(pytestconfig, "api_timeout", 10)
     transport = RecordingTransport(httpx.HTTPTransport(verify=_tls_context()))

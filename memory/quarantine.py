@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from memory.errors import NotFoundError, TestmemError
+from testmem.memory.errors import NotFoundError, TestmemError
 
 if TYPE_CHECKING:
-    from memory.store import Store
+    from testmem.memory.store import Store
 
 QUARANTINED = "TestQuarantined"
 RELEASED = "TestUnquarantined"
@@ -56,7 +56,7 @@ def quarantine(
     store: Store, nodeid: str, reason: str, until: date | None = None, by: str = "user"
 ) -> Quarantine:
     """Quarantine ``nodeid`` (again: the newest reason and expiry win)."""
-    from memory.events import Fact
+    from testmem.memory.events import Fact
 
     if not reason.strip():
         raise TestmemError("a quarantine needs a reason (--reason TEXT)")
@@ -68,7 +68,7 @@ def quarantine(
 
 
 def unquarantine(store: Store, nodeid: str) -> None:
-    from memory.events import Fact
+    from testmem.memory.events import Fact
 
     if nodeid not in active(rebuild(store)):
         raise NotFoundError(f"{nodeid!r} is not quarantined")
@@ -91,7 +91,7 @@ def active(every: dict[str, Quarantine], today: date | None = None) -> dict[str,
 
 def rebuild(store: Store) -> dict[str, Quarantine]:
     """Fold the log's quarantine facts into ``DIR/quarantine.json``."""
-    from memory.query import History
+    from testmem.memory.query import History
 
     facts = (
         History(store)
@@ -126,7 +126,7 @@ def _write(path: Path, records: list[dict[str, Any]]) -> None:
 def quarantine_flaky(store: Store, days: float = FLAKY_DAYS) -> list[Quarantine]:
     """Quarantine, for ``days``, the tests `History.flaky` scores as flaky and
     that are not quarantined already."""
-    from memory.query import History
+    from testmem.memory.query import History
 
     until = _today() + timedelta(days=days)
     held = active(rebuild(store))
@@ -194,5 +194,5 @@ class QuarantinedFailures:
 
 def _plain(text: str) -> str:
     """One terminal line: control characters (escape sequences) shown, not obeyed.
-    TODO(integrator): use memory.markup's terminal escaper once it is on main."""
+    TODO(integrator): use testmem.memory.markup's terminal escaper once it is on main."""
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

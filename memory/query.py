@@ -21,9 +21,9 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from memory.errors import NotFoundError, QueryError
-from memory.events import COLUMNS
-from memory.store import Store
+from testmem.memory.errors import NotFoundError, QueryError
+from testmem.memory.events import COLUMNS
+from testmem.memory.store import Store
 
 if TYPE_CHECKING:
     import duckdb  # imported when a History opens: commands that read no log skip ~0.5 s
@@ -252,7 +252,7 @@ class History:
         """Leave out the snapshot file the error names, if it does not read."""
         import warnings
 
-        from memory.errors import DamagedFileWarning
+        from testmem.memory.errors import DamagedFileWarning
 
         named = [f for f in self._files if _local_path(f) in str(exc) or f in str(exc)]
         damaged = [f for f in named if not _footer_reads(f)]

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from memory.blame import explaining_exchange
-from memory.errors import StoreError
-from memory.events import (
+from testmem.memory.blame import explaining_exchange
+from testmem.memory.errors import StoreError
+from testmem.memory.events import (
     Blob,
     Event,
     Fact,
@@ -39,12 +39,12 @@ from memory.events import (
     utcnow,
     uuid7,
 )
-from memory.log import EventWriter
-from memory.plugin import _number, _setting, record_http_enabled, triage_enabled
-from memory.redact import Redactor
-from memory.store import Store
-from memory.store_process import StoreProcess, advisor_records
-from memory.tap import Tap, activate, active_tap
+from testmem.memory.log import EventWriter
+from testmem.memory.plugin import _number, _setting, record_http_enabled, triage_enabled
+from testmem.memory.redact import Redactor
+from testmem.memory.store import Store
+from testmem.memory.store_process import StoreProcess, advisor_records
+from testmem.memory.tap import Tap, activate, active_tap
 
 _BUILD_VARS = (
     "GITHUB_SHA",
@@ -127,7 +127,7 @@ class Recorder:
         activate(self.tap)
         self._intercepting = record_http_enabled(config)
         if self._intercepting:
-            from memory import intercept
+            from testmem.memory import intercept
 
             intercept.install()
 
@@ -258,7 +258,7 @@ class Recorder:
     def close(self) -> None:
         activate(self._previous_tap)
         if self._intercepting:
-            from memory import intercept
+            from testmem.memory import intercept
 
             intercept.remove()
             self._intercepting = False

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from memory.matching import Known, Matcher, failure_rows, fingerprint_of
-from memory.query import History
-from memory.store import Store
+from testmem.memory.matching import Known, Matcher, failure_rows, fingerprint_of
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 if TYPE_CHECKING:
-    from memory.embed import Embedder
+    from testmem.memory.embed import Embedder
 
 _SAMPLE_FAILURES_SQL = """
     SELECT l.signature, arg_min(l.failure_id, f.occurred_at) AS failure_id

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memory.errors import StoreError
-from memory.log import EventLog
+from testmem.memory.errors import StoreError
+from testmem.memory.log import EventLog
 
 if TYPE_CHECKING:
-    from memory.config import Settings
+    from testmem.memory.config import Settings
 
 ENV_DIR = "TESTMEM_DIR"
 ENV_CACHE = "TESTMEM_CACHE_DIR"
@@ -44,9 +44,9 @@ def resolve_dir(
 ) -> Path | str:
     """The store: the explicit choice, else ``$TESTMEM_DIR``, else ``dir`` in
     ``[tool.testmem]``, else ini ``memory_dir``, else ``data/`` (see
-    `memory.config`; ``settings`` default: found from the current directory);
+    `testmem.memory.config`; ``settings`` default: found from the current directory);
     a URL (``s3://BUCKET/PREFIX``) as it is."""
-    from memory.config import Settings
+    from testmem.memory.config import Settings
 
     settings = settings or Settings.discover()
     given = explicit and os.fspath(explicit)
@@ -105,7 +105,7 @@ class Store:
     @contextmanager
     def lock(self, name: str, timeout_s: float, busy: str) -> Iterator[None]:
         """Hold the lock ``NAME``, exclusive across processes, and for a remote
-        store across machines (a `memory.lease.Lease` in ``PREFIX/locks``);
+        store across machines (a `testmem.memory.lease.Lease` in ``PREFIX/locks``);
         waiting longer than ``timeout_s`` is a `StoreError` saying ``busy``."""
         if self.remote:
             with self._lease(name, timeout_s, busy):
@@ -125,7 +125,7 @@ class Store:
 
     @contextmanager
     def _lease(self, name: str, timeout_s: float, busy: str) -> Iterator[None]:
-        from memory.lease import Lease, object_store
+        from testmem.memory.lease import Lease, object_store
 
         assert self.remote is not None
         lease = Lease(object_store(self.remote), f"locks/{name}.lease")

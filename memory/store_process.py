@@ -21,7 +21,7 @@ input closes, after its last commit, so a killed run loses at most the batch
 in flight, as with an in-process writer. If no child can be started, the
 work happens in this process.
 
-    python -m memory.store_process DIR [--prefetch]   # the child: requests on stdin
+    python -m testmem.memory.store_process DIR [--prefetch]   # the child: requests on stdin
 """
 
 from __future__ import annotations
@@ -35,13 +35,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from pathlib import Path
 from typing import IO, Any
 
-import memory
-from memory.errors import StoreError
-from memory.events import Event
-from memory.store import Store
+from testmem.memory.errors import StoreError
+from testmem.memory.events import Event
+from testmem.memory.store import Store
 
 _HEADER = 8  # bytes of a message's length, big-endian
 
@@ -113,17 +111,13 @@ class StoreProcess:
 
     def _start(self) -> subprocess.Popen[bytes] | None:
         if self._child is None and self._local is None:
-            # The child imports `memory` from where this process found it.
-            package_root = str(Path(memory.__file__).resolve().parents[1])
-            paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
             try:
                 self._child = subprocess.Popen(
-                    [sys.executable, "-m", "memory.store_process", self.store.location]
+                    [sys.executable, "-m", "testmem.memory.store_process", self.store.location]
                     + (["--prefetch"] if self.prefetch else []),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
                     start_new_session=True,
                 )
             except OSError:
@@ -165,7 +159,7 @@ class _Work:
 def advisor_records(store: Store) -> list[dict[str, Any]]:
     """What the retry advisor reads: the records of the tests that ever did
     anything but pass (`History.test_records`), all that can change its advice."""
-    from memory.query import History
+    from testmem.memory.query import History
 
     if not store.events.exists():
         return []

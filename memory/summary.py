@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from memory.query import History
-    from memory.store import Store
+    from testmem.memory.query import History
+    from testmem.memory.store import Store
 
 ENV_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 MAX_ROWS = 15
@@ -64,7 +64,7 @@ _DEFECTS = """
 
 def run_markdown(history: History, run: str | None = None) -> str:
     """The summary of ``run`` (id, unique prefix, or None / "latest")."""
-    from memory.quarantine import quarantined
+    from testmem.memory.quarantine import quarantined
 
     run_id = history.resolve_run(run)
     facts = history.run_summary(run_id)
@@ -183,7 +183,7 @@ def md(text: str) -> str:
     """One line of plain text in Markdown: every ASCII punctuation character
     backslash-escaped (so no emphasis, link, code, HTML or table pipe), line
     breaks and control characters as spaces, capped at `CELL_CHARS`.
-    TODO(integrator): swap for memory.markup's Markdown escaper once on main."""
+    TODO(integrator): swap for testmem.memory.markup's Markdown escaper once on main."""
     flat = _BLANKS.sub(" ", text).strip()
     if len(flat) > CELL_CHARS:
         flat = flat[: CELL_CHARS - 1] + "…"
@@ -200,8 +200,8 @@ class StepSummary:
         target = os.environ.get(ENV_STEP_SUMMARY)
         if not target:
             return
-        from memory.errors import TestmemError
-        from memory.query import History
+        from testmem.memory.errors import TestmemError
+        from testmem.memory.query import History
 
         text = run_markdown(History(store), run_id)
         try:

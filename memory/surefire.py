@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from memory.query import History
-    from memory.redact import Redactor
+    from testmem.memory.query import History
+    from testmem.memory.redact import Redactor
 
 # Children of <testcase> in the schema's sequence order.
 _ORDER = [

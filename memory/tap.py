@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from memory.events import DEFAULT_CAP, Blob, uuid7
-from memory.redact import DEFAULT_REDACTOR, Redactor
-from memory.routes import OpenApiRoutes, route_template
+from testmem.memory.events import DEFAULT_CAP, Blob, uuid7
+from testmem.memory.redact import DEFAULT_REDACTOR, Redactor
+from testmem.memory.routes import OpenApiRoutes, route_template
 
 if TYPE_CHECKING:
     import httpx

@@ -4,7 +4,7 @@ Wrap any transport (``RecordingTransport(httpx.HTTPTransport())``) and every
 exchange is captured — redacted and capped before it exists as data — into
 the active `Tap`, which the pytest plugin installs for the session. With no
 tap active the transports simply pass requests through. With ``--memory``,
-every httpx client is recorded anyway (`memory.intercept`): inside such a
+every httpx client is recorded anyway (`testmem.memory.intercept`): inside such a
 client a recording transport passes its exchanges through, recorded once.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import httpx
 
-from memory.intercept.on_httpx import recording, send, send_async
-from memory.tap import Exchange, Tap, activate, active_tap
+from testmem.memory.intercept.on_httpx import recording, send, send_async
+from testmem.memory.tap import Exchange, Tap, activate, active_tap
 
 __all__ = [
     "AsyncRecordingTransport",

@@ -1,6 +1,6 @@
 """Fixtures shared by testmem's own tests: real servers on loopback, a store directory.
 
-- `shop`: the example shop API (`examples.shop_api.serve`), one per session.
+- `shop`: the example shop API (`testmem.examples.shop_api.serve`), one per session.
 - `stub_api`: a tiny HTTP server answering each path with what a test scripts,
   for responses the shop never gives (1 MB bodies, binary, Set-Cookie...).
 - `store_dir`: a fresh store directory; `read_store(store_dir)` is its `History`.
@@ -30,10 +30,10 @@ import httpcore  # noqa: F401
 import pyarrow  # noqa: F401
 import pytest
 
-from examples.shop_api import ShopServer, serve
-from memory.embed import Embedder
-from memory.query import History
-from memory.store import Store
+from testmem.examples.shop_api import ShopServer, serve
+from testmem.memory.embed import Embedder
+from testmem.memory.query import History
+from testmem.memory.store import Store
 from tests.servers import S3
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from agents.analyzer import Exchange, FailureContext, TestRecord, classify
-from agents.schema import ADDED, REMOVED, RENAMED, STATUS_CHANGED, ApiChange
+from testmem.agents.analyzer import Exchange, FailureContext, TestRecord, classify
+from testmem.agents.schema import ADDED, REMOVED, RENAMED, STATUS_CHANGED, ApiChange
 
 GET_USER = Exchange("GET", "/users/{id}", 200)
 

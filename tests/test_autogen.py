@@ -19,13 +19,13 @@ import pytest
 from click.testing import CliRunner
 from runs import record
 
-from agents.analyzer import FailureContext, Verdict, classify
-from agents.cli import cli
-from agents.triage import Triage
-from examples.builds import BUILDS
-from examples.shop_api import serve
-from memory.query import History
-from memory.store import Store
+from testmem.agents.analyzer import FailureContext, Verdict, classify
+from testmem.agents.cli import cli
+from testmem.agents.triage import Triage
+from testmem.examples.builds import BUILDS
+from testmem.examples.shop_api import serve
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 EXAMPLE_USERS = Path(__file__).parent.parent / "examples" / "suite" / "test_users.py"
 GET_USER = "suite/test_users.py::test_get_user"
@@ -123,7 +123,7 @@ def last_decision(store: Store, nodeid: str) -> dict[str, Any]:
 def test_the_analyzer_agent_reads_the_memory_through_tools_and_its_decision_is_recorded(
     store: Store,
 ) -> None:
-    from agents.autogen import MemoryTools, analyzer_agent, decide
+    from testmem.agents.autogen import MemoryTools, analyzer_agent, decide
 
     used: dict[str, Any] = {}
 
@@ -161,7 +161,7 @@ def test_the_analyzer_agent_reads_the_memory_through_tools_and_its_decision_is_r
 
 
 def test_an_unusable_answer_falls_back_to_the_rules(store: Store) -> None:
-    from agents.autogen import analyzer_agent, decide
+    from testmem.agents.autogen import analyzer_agent, decide
 
     seen: dict[str, Any] = {}
 
@@ -179,7 +179,7 @@ def test_an_unusable_answer_falls_back_to_the_rules(store: Store) -> None:
 
 
 def test_a_model_with_structured_output_answers_in_the_decision_shape(store: Store) -> None:
-    from agents.autogen import AgentDecision, analyzer_agent, decide
+    from testmem.agents.autogen import AgentDecision, analyzer_agent, decide
 
     client = replay(
         '{"action": "escalate", "category": "regression", "reason": "500s", "confidence": 2}',
@@ -201,16 +201,16 @@ def test_a_model_with_structured_output_answers_in_the_decision_shape(store: Sto
     ],
 )
 def test_decisions_the_model_cannot_make_are_refused(answer: str, problem: str) -> None:
-    from agents.autogen import parse_decision
+    from testmem.agents.autogen import parse_decision
 
     parsed = parse_decision(answer)
     assert isinstance(parsed, str) and problem in parsed
 
 
 def test_the_healer_and_defect_agents_act_through_their_tools(store: Store) -> None:
-    from agents.autogen import defect_agent, healer_agent
-    from agents.defects import defect_id_for, defects
-    from agents.healer import heals
+    from testmem.agents.autogen import defect_agent, healer_agent
+    from testmem.agents.defects import defect_id_for, defects
+    from testmem.agents.healer import heals
 
     client = replay(
         tool_calls(("propose_patch", {"run_id": "latest", "nodeid": GET_USER})), "Patch proposed."
@@ -242,7 +242,7 @@ def test_the_healer_and_defect_agents_act_through_their_tools(store: Store) -> N
 
 
 def test_tools_answer_from_the_store_or_with_a_clear_error(store: Store, recorded: Path) -> None:
-    from agents.autogen import MemoryTools
+    from testmem.agents.autogen import MemoryTools
 
     tools = {t.name: t for t in MemoryTools(store).tools()}
     assert set(tools) >= {"similar_incidents", "test_history", "route_history", "flaky_tests"}
@@ -272,7 +272,7 @@ def test_store_memory_puts_past_incidents_in_any_agents_model_context(store: Sto
     from autogen_agentchat.agents import AssistantAgent
     from autogen_core.models import SystemMessage
 
-    from agents.autogen import StoreMemory
+    from testmem.agents.autogen import StoreMemory
 
     failure = History(store).sql(
         """SELECT exception_type || ': ' || message FROM failures WHERE nodeid = ?
@@ -302,7 +302,7 @@ def test_store_memory_puts_past_incidents_in_any_agents_model_context(store: Sto
 def test_store_memory_notes_are_facts_and_the_log_is_never_cleared(store: Store) -> None:
     from autogen_core.memory import MemoryContent, MemoryMimeType
 
-    from agents.autogen import MemoryClearRefused, StoreMemory
+    from testmem.agents.autogen import MemoryClearRefused, StoreMemory
 
     memory = StoreMemory(store)
     note = MemoryContent(

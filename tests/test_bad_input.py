@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import memory
-from memory.events import RunStarted, TestFinished
-from memory.store import Store
+import testmem.memory
+from testmem.memory.events import RunStarted, TestFinished
+from testmem.memory.store import Store
 
-ROOT = str(Path(memory.__file__).resolve().parents[1])
+CLI = "from testmem.agents.cli import main; main()"
+ROOT = str(Path(testmem.memory.__file__).resolve().parents[1])
 GB_KB = 1 << 20  # ru_maxrss is in KiB
 
 
@@ -25,7 +26,7 @@ def run_testmem(*args: str, store: Path, cwd: Path | None = None) -> tuple[int, 
     env = {**os.environ, "PYTHONPATH": ROOT, "AWS_EC2_METADATA_DISABLED": "true"}
     env.pop("TESTMEM_NATIVE_STDERR", None)
     child = subprocess.Popen(
-        [sys.executable, "-c", "from agents.cli import main; main()", "--dir", str(store), *args],
+        [sys.executable, "-c", CLI, "--dir", str(store), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd,
     )  # fmt: skip
     assert child.stderr is not None
@@ -110,7 +111,7 @@ def test_compact_on_a_full_disk_says_one_line_without_a_panic(tmp_path: Path) ->
 def test_native_output_to_fd_2_stays_off_the_terminal(capfd: pytest.CaptureFixture[str]) -> None:
     import click
 
-    from memory.cli import native_output_aside
+    from testmem.memory.cli import native_output_aside
 
     with native_output_aside():
         os.write(2, b"thread 'tokio-rt-worker' panicked at buffered.rs\n")

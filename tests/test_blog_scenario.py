@@ -2,22 +2,22 @@
 
 One real `pytest --memory` run per release of `examples/blog_suite` (a
 FastAPI app under Starlette's TestClient, a login before every test); the
-truth comes from playing each change alone (`examples.blog_scenario`).
+truth comes from playing each change alone (`testmem.examples.blog_scenario`).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from examples.blog_scenario import (
+from testmem.examples.blog_scenario import (
     KINDS,
     BlogScenario,
     Played,
     defects_per_cause,
     incidents_per_cause,
 )
-from memory.incidents import Incidents
-from memory.store import Store
+from testmem.memory.incidents import Incidents
+from testmem.memory.store import Store
 
 REGRESSIONS = {c for c, kind in KINDS.items() if kind == "regression"}
 

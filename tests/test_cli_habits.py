@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
+from testmem.agents.cli import cli
 
 LONG_ID = "a-parameter-id-long-enough-to-be-cut-in-any-table-" + "x" * 40
 SUITE = f"""
@@ -64,7 +64,13 @@ def test_a_table_off_a_terminal_keeps_node_ids_whole(store):
 def on_a_terminal(store: Path, *args: str) -> str:
     """`testmem ARGS` with its output on a pseudo-terminal, as a user sees it."""
     leader, follower = pty.openpty()
-    command = [sys.executable, "-c", "from agents.cli import main; main()", "--dir", str(store)]
+    command = [
+        sys.executable,
+        "-c",
+        "from testmem.agents.cli import main; main()",
+        "--dir",
+        str(store),
+    ]
     env = {**os.environ, "COLUMNS": "300"}
     with subprocess.Popen([*command, *args], stdout=follower, stderr=follower, env=env) as child:
         os.close(follower)

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner, Result
 from test_incidents import GET_USER, MISSING_ADDRESS, MISSING_EMAIL, NO_EMAIL, record_run
 
-from agents.cli import cli
-from memory.embed import Embedder
-from memory.incidents import Matcher
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.memory.embed import Embedder
+from testmem.memory.incidents import Matcher
+from testmem.memory.store import Store
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_similar_ranks_the_nearest_incident_first_with_why(store: Store):
 
 
 def test_similar_to_a_recorded_failure(store: Store):
-    from memory.query import History
+    from testmem.memory.query import History
 
     failure_id = History(store).sql("SELECT failure_id FROM failures LIMIT 1").rows[0][0]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from examples.shop_api import ShopServer
-from memory.cli import cli
-from memory.query import History
-from memory.store import Store
+from testmem.examples.shop_api import ShopServer
+from testmem.memory.cli import cli
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 # Recording only: the agents' in-run retry and post-run triage are specified elsewhere.
 MEMORY = ("--memory", "--memory-retries=0", "--no-memory-triage")

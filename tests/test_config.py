@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
-from memory.config import Settings
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.memory.config import Settings
+from testmem.memory.store import Store
 
 MEMORY = ("--memory", "--memory-retries=0", "--no-memory-triage")
 

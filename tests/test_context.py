@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.context import failed_tests
-from memory.events import FailureObserved, HttpExchanged, TestFinished, uuid7
-from memory.log import EventLog
-from memory.query import History
-from memory.store import Store
+from testmem.agents.context import failed_tests
+from testmem.memory.events import FailureObserved, HttpExchanged, TestFinished, uuid7
+from testmem.memory.log import EventLog
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 NODEID = "test_articles.py::test_article"
 

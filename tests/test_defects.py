@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 from fakes import FakeGitHub, FakeJira
 
-from agents.cli import cli
-from agents.defects import DefectAgent, DefectWarning, defect_id_for, defects, severity_of
-from agents.sinks import FileSink, GitHubSink, JiraSink
-from memory.events import (
+from testmem.agents.cli import cli
+from testmem.agents.defects import DefectAgent, DefectWarning, defect_id_for, defects, severity_of
+from testmem.agents.sinks import FileSink, GitHubSink, JiraSink
+from testmem.memory.events import (
     Blob,
     Event,
     Fact,
@@ -32,9 +32,9 @@ from memory.events import (
     TestFinished,
     uuid7,
 )
-from memory.incidents import Incident, Incidents
-from memory.query import History
-from memory.store import Store
+from testmem.memory.incidents import Incident, Incidents
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 INCIDENT = "INC-00000000000000a1"
 NODEID = "tests/test_orders.py::test_create_order"
@@ -114,7 +114,7 @@ def _exchange(
 
 
 def _link(run_id: str, failure_id: str, nodeid: str, exchange: bool) -> Fact:
-    """What `memory.incidents.Link.fact` appends, with the structure it compared."""
+    """What `testmem.memory.incidents.Link.fact` appends, with the structure it compared."""
     return Fact.of(
         "FailureLinked",
         run_id,

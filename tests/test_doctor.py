@@ -1,7 +1,7 @@
 """`testmem doctor` finds what is wrong with a store; `--repair` fixes what it can.
 
 Stores are real: a Delta log written by `EventLog.append`, an index built by
-`memory.incidents.reindex` with the real model, damage done the way a crash
+`testmem.memory.incidents.reindex` with the real model, damage done the way a crash
 or a careless hand would do it.
 """
 
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from memory.cli import cli
-from memory.doctor import examine, orphans
-from memory.events import FailureObserved, RunFinished, RunStarted, TestFinished, uuid7
-from memory.incidents import reindex
-from memory.store import Store
+from testmem.memory.cli import cli
+from testmem.memory.doctor import examine, orphans
+from testmem.memory.events import FailureObserved, RunFinished, RunStarted, TestFinished, uuid7
+from testmem.memory.incidents import reindex
+from testmem.memory.store import Store
 
 AN_HOUR_AGO = time.time() - 2 * 3600
 
@@ -152,7 +152,7 @@ def test_linked_failures_without_an_index_are_reported_and_reindexed(indexed: St
 
 
 def test_an_index_record_unknown_to_the_log_is_reported(indexed: Store) -> None:
-    from memory.index import SignatureIndex
+    from testmem.memory.index import SignatureIndex
 
     index = SignatureIndex(indexed)
     known = next(iter(index.records()))
@@ -167,7 +167,7 @@ def test_an_index_record_naming_another_incident_is_reported_and_reindexed(
 ) -> None:
     """What runs linking at once without a lock left behind: the right
     signatures, filed under an incident the log never gave them."""
-    from memory.index import SignatureIndex
+    from testmem.memory.index import SignatureIndex
 
     index = SignatureIndex(indexed)
     signature, record = next(iter(index.records().items()))
@@ -393,8 +393,8 @@ def damage_one_data_file(store: Store) -> tuple[Path, bytes]:
 
 
 def test_readers_answer_from_the_intact_files_and_name_the_damaged_one(store: Store) -> None:
-    from memory.errors import DamagedFileWarning
-    from memory.query import History
+    from testmem.memory.errors import DamagedFileWarning
+    from testmem.memory.query import History
 
     victim, _ = damage_one_data_file(store)
     history = History(store)
@@ -421,8 +421,8 @@ def test_repair_sets_a_damaged_data_file_aside_and_commits_its_removal(store: St
 def test_garbage_in_a_commit_after_the_checkpoint_is_read_around_then_mended(
     checkpointed: Store,
 ) -> None:
-    from memory.errors import DamagedFileWarning
-    from memory.query import History
+    from testmem.memory.errors import DamagedFileWarning
+    from testmem.memory.query import History
 
     before = event_ids(checkpointed)
     with commit(checkpointed, 4).open("ab") as file:

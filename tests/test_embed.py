@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from memory import onnx_encoder
-from memory.embed import CACHE_FILE, Embedder, EmbeddingError, _VectorCache, default_model_path
-from memory.fingerprint import fingerprint
+from testmem.memory import onnx_encoder
+from testmem.memory.embed import (
+    CACHE_FILE,
+    Embedder,
+    EmbeddingError,
+    _VectorCache,
+    default_model_path,
+)
+from testmem.memory.fingerprint import fingerprint
 
 FAILURES = {
     "500 assert": "GET /orders/{id} | status 500 | assert 500 == 200",
@@ -58,7 +64,7 @@ def test_a_cached_signature_never_loads_the_model_in_a_fresh_process(
         f"""
         import json, sys
         from pathlib import Path
-        from memory.embed import Embedder
+        from testmem.memory.embed import Embedder
         embedder = Embedder(cache_dir=Path({str(cache)!r}))
         vectors = embedder.embed({{"500 assert": "text is not read on a hit"}})
         print(json.dumps([embedder.loaded, "sentence_transformers" in sys.modules,
@@ -110,7 +116,7 @@ def test_processes_share_the_cache_without_losing_vectors(tmp_path: Path) -> Non
         f"""
         import sys
         from pathlib import Path
-        from memory.embed import CACHE_FILE, _VectorCache
+        from testmem.memory.embed import CACHE_FILE, _VectorCache
         cache = _VectorCache(Path({str(tmp_path)!r}) / CACHE_FILE, "model")
         for i in range(50):
             cache.put({{f"{{sys.argv[1]}}-{{i}}": [float(i)] * 4}})
@@ -133,7 +139,7 @@ def test_the_onnx_backend_agrees_with_pytorch_and_needs_no_torch(tmp_path: Path)
         f"""
         import json, os, sys
         os.environ["TESTMEM_EMBED_BACKEND"] = sys.argv[1]
-        from memory.embed import Embedder
+        from testmem.memory.embed import Embedder
         vectors = Embedder().embed({FAILURES!r})
         print(json.dumps({{"vectors": vectors, "torch": "torch" in sys.modules}}))
         """
@@ -156,7 +162,7 @@ def test_the_onnx_backend_agrees_with_pytorch_and_needs_no_torch(tmp_path: Path)
 def test_the_export_has_one_attention_op_per_layer_and_plain_layer_norms(
     embedded: tuple[Path, dict[str, list[float]]],
 ) -> None:
-    """The shape that makes the export fast on a CPU (see `memory.onnx_encoder`)."""
+    """The shape that makes the export fast on a CPU (see `testmem.memory.onnx_encoder`)."""
     import onnx
 
     model = Path(default_model_path())

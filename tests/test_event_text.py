@@ -13,8 +13,8 @@ from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory.events import EVENT_TYPES, Blob, Event, Fact, escaped, from_row
-from memory.store import Store
+from testmem.memory.events import EVENT_TYPES, Blob, Event, Fact, escaped, from_row
+from testmem.memory.store import Store
 
 # Any code point, surrogates included, and strings decoded from any bytes.
 TEXT = st.one_of(

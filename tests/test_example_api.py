@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.builds import BUILDS
-from examples.shop_api import Build, ShopServer, serve
+from testmem.examples.builds import BUILDS
+from testmem.examples.shop_api import Build, ShopServer, serve
 
 REPO = Path(__file__).resolve().parent.parent
 # httpx builds a TLS context per client, about 200 ms here, even for plain
@@ -83,7 +83,7 @@ def test_server_writes_nothing_to_the_console(
 
 
 def test_module_serves_in_the_foreground_with_the_chosen_build() -> None:
-    command = [sys.executable, "-m", "examples.shop_api", "--port", "0", "--build", "6"]
+    command = [sys.executable, "-m", "testmem.examples.shop_api", "--port", "0", "--build", "6"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

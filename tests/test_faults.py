@@ -38,8 +38,8 @@ import httpx
 import pytest
 from fakes import FakeJira
 
-from memory.query import History
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 PYTEST = (sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-rf")
 PLUGIN_OFF = ("-p", "no:testmem", "-p", "no:testmem_agents")
@@ -55,7 +55,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memory import RecordingTransport
+from testmem.memory import RecordingTransport
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.fingerprint import TEXT_CAP, fingerprint, normalise, own_frames, structure_score
+from testmem.memory.fingerprint import TEXT_CAP, fingerprint, normalise, own_frames, structure_score
 
 # Two occurrences of one cause that differ only in one volatile kind.
 VOLATILE = {

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from runs import record
 
-from agents.cli import cli
+from testmem.agents.cli import cli
 
 APP = """
 import os
@@ -40,7 +40,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app import app
-from memory import RecordingTransport
+from testmem.memory import RecordingTransport
 
 
 @pytest.fixture

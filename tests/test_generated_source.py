@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from runs import record
 
-from agents import generator
-from agents.cli import cli
-from agents.edits import edit_source
-from agents.schema import RENAMED, ApiChange, Snapshot, _add_shape, leaf
-from agents.source import SourceError, is_identifier, module
+from testmem.agents import generator
+from testmem.agents.cli import cli
+from testmem.agents.edits import edit_source
+from testmem.agents.schema import RENAMED, ApiChange, Snapshot, _add_shape, leaf
+from testmem.agents.source import SourceError, is_identifier, module
 
 SUITE = """
 def test_widget(api_client):

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from runs import record
 
-from agents.cli import cli
-from agents.generator import Generated, generate_tests
-from examples.shop_api import Build, ShopServer, serve
-from memory.query import History
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.agents.generator import Generated, generate_tests
+from testmem.examples.shop_api import Build, ShopServer, serve
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "suite"
 LOYALTY = Build(number=5, label="v1.5.0", new_user_field=True)

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from runs import record
 
-from agents.edits import edit_source
-from agents.healer import Heal, apply_heal, propose_heal_for
-from agents.schema import ADDED, ApiChange
-from examples.shop_api import Build, serve
-from memory.query import History
-from memory.store import Store
+from testmem.agents.edits import edit_source
+from testmem.agents.healer import Heal, apply_heal, propose_heal_for
+from testmem.agents.schema import ADDED, ApiChange
+from testmem.examples.shop_api import Build, serve
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 WHOLE_DICT = """
 def test_user_one_is_exactly(api_client):

@@ -11,10 +11,10 @@ import pytest
 from hostile_api import serve_json
 from runs import record
 
-from agents.healer import heals
-from agents.triage import decisions
-from memory.query import History
-from memory.store import Store
+from testmem.agents.healer import heals
+from testmem.agents.triage import decisions
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 ONE_ANSWER = """
 def test_widget_name(api_client):

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from runs import record
 
-from agents.healer import Heal, apply_heal, heals, propose_heal
-from examples.builds import BUILDS
-from examples.shop_api import ShopServer, serve
-from memory.query import History
-from memory.store import Store
+from testmem.agents.healer import Heal, apply_heal, heals, propose_heal
+from testmem.examples.builds import BUILDS
+from testmem.examples.shop_api import ShopServer, serve
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 PARAMETRISED = """
 import pytest

@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner
 from runs import record
 
-from agents.cli import cli
-from agents.edits import edit_source
-from agents.healer import Heal, HealError, NoHeal, apply_heal, heals, propose_heal
-from agents.schema import ApiChange, detect_changes
-from examples.builds import BUILDS
-from examples.shop_api import ShopServer, serve
-from memory.query import History
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.agents.edits import edit_source
+from testmem.agents.healer import Heal, HealError, NoHeal, apply_heal, heals, propose_heal
+from testmem.agents.schema import ApiChange, detect_changes
+from testmem.examples.builds import BUILDS
+from testmem.examples.shop_api import ShopServer, serve
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 EXAMPLE_USERS = Path(__file__).parent.parent / "examples" / "suite" / "test_users.py"
 

@@ -18,17 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory.query import History
-from memory.redact import MASK, Redactor
-from memory.store import Store
-from memory.tap import Tap
+from testmem.memory.query import History
+from testmem.memory.redact import MASK, Redactor
+from testmem.memory.store import Store
+from testmem.memory.tap import Tap
 
 MB = 1024 * 1024
 
 PROBE = """
 import sys
 import httpx
-from memory.transport import RecordingTransport, Tap, activate
+from testmem.memory.transport import RecordingTransport, Tap, activate
 
 def peak_mb():  # VmHWM: ru_maxrss of a child starts at its parent's peak on Linux
     for line in open("/proc/self/status"):

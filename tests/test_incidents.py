@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from memory.embed import Embedder
-from memory.errors import NotFoundError
-from memory.events import (
+from testmem.memory.embed import Embedder
+from testmem.memory.errors import NotFoundError
+from testmem.memory.events import (
     FailureObserved,
     HttpExchanged,
     RunFinished,
@@ -23,7 +23,7 @@ from memory.events import (
     TestFinished,
     uuid7,
 )
-from memory.incidents import (
+from testmem.memory.incidents import (
     IncidentError,
     Incidents,
     Matcher,
@@ -32,7 +32,7 @@ from memory.incidents import (
     label,
     merge,
 )
-from memory.store import Store
+from testmem.memory.store import Store
 
 GET_USER = "tests/test_users.py::test_get_user"
 MISSING_EMAIL = "AssertionError: expected key 'email' in the response body of user {n}"
@@ -161,7 +161,7 @@ def test_a_rewording_of_one_error_status_is_found_beyond_the_nearest_texts(
 def test_each_link_is_a_fact_that_explains_it(store: Store, embedder: Embedder):
     link(store, embedder, record_run(store, {GET_USER: MISSING_EMAIL.format(n=42)}))
     link(store, embedder, record_run(store, {GET_USER: NO_EMAIL.format(n=7)}))
-    from memory.query import History
+    from testmem.memory.query import History
 
     rows = (
         History(store)
@@ -338,7 +338,7 @@ def test_a_template_that_generalises_moves_no_incident_and_is_recorded(
     assert links[4].incident_id == links[5].incident_id == links[0].incident_id
     incidents = Incidents(store)
     assert {i.incident_id for i in incidents.list()} == set(before.values())
-    from memory.query import History
+    from testmem.memory.query import History
 
     history = History(store)
     change = history.sql(
@@ -356,8 +356,8 @@ def test_a_replay_of_the_log_rebuilds_the_templates_the_links_recorded(
     links = [
         link(store, embedder, record_run(store, {GET_USER: LOCKED.format(u=u)}))[0] for u in NAMES
     ]
-    from memory.matching import Known
-    from memory.query import History
+    from testmem.memory.matching import Known
+    from testmem.memory.query import History
 
     replayed = Known.load(History(store)).templates
 

@@ -19,10 +19,10 @@ from test_incidents import (
     record_run,
 )
 
-from memory.embed import Embedder
-from memory.incidents import IndexWarning, Matcher, reindex
-from memory.index import SignatureIndex
-from memory.store import Store
+from testmem.memory.embed import Embedder
+from testmem.memory.incidents import IndexWarning, Matcher, reindex
+from testmem.memory.index import SignatureIndex
+from testmem.memory.store import Store
 
 LIST_ORDERS = "tests/test_orders.py::test_list_orders"
 
@@ -136,7 +136,7 @@ def test_processes_linking_at_once_keep_the_index_whole(store: Store):
 def test_importing_chroma_for_a_command_leaves_garbage_collection_on() -> None:
     script = (
         "import gc, sys\n"
-        "from memory.index import import_chroma\n"
+        "from testmem.memory.index import import_chroma\n"
         "import_chroma()\n"
         "print('chromadb' in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0)"
     )

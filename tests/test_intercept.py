@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from memory.query import History
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 pytest_plugins = ["pytester"]
 
@@ -161,7 +161,7 @@ def test_with_recording_off_only_recording_transports_record(pytester, shop, sto
     pytester.makepyfile(
         """
         import httpx
-        from memory import RecordingTransport
+        from testmem.memory import RecordingTransport
 
         def test_both(api_base_url, api_client):
             httpx.get(api_base_url + "/health")
@@ -181,7 +181,7 @@ def test_with_recording_off_only_recording_transports_record(pytester, shop, sto
 DEDUPE_AND_FIXTURES = """
 import httpx
 import pytest
-from memory import RecordingTransport
+from testmem.memory import RecordingTransport
 
 
 @pytest.fixture

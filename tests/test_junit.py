@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
-from memory.junit import JunitError, import_junit, parse_junit
-from memory.query import History
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.memory.junit import JunitError, import_junit, parse_junit
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 SUREFIRE = """<?xml version="1.0" encoding="UTF-8"?>
 <testsuite name="com.shop.OrdersIT" time="1.234" tests="3" errors="0" skipped="1" failures="1"

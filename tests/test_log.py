@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from memory.cli import cli
-from memory.errors import StoreError
-from memory.events import (
+from testmem.memory.cli import cli
+from testmem.memory.errors import StoreError
+from testmem.memory.events import (
     Blob,
     Fact,
     HttpExchanged,
@@ -27,9 +27,9 @@ from memory.events import (
     to_table,
     uuid7,
 )
-from memory.log import EventLog, EventWriter
-from memory.query import History
-from memory.store import Store
+from testmem.memory.log import EventLog, EventWriter
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 
 def results(run_id: str, count: int, prefix: str = "t") -> list[TestFinished]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from agents.defects import DefectReport
-from memory.markup import html, md_cell, md_code, md_fence, md_text, terminal
+from testmem.agents.defects import DefectReport
+from testmem.memory.markup import html, md_cell, md_code, md_fence, md_text, terminal
 
 HOSTILE = [
     "test_x[`<img src=x onerror=alert(1)>`]",
@@ -89,11 +89,11 @@ def test_a_defect_report_keeps_hostile_values_as_text() -> None:
 def test_the_markdown_report_keeps_hostile_ids_routes_and_keys_as_text(tmp_path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from memory.events import Blob, HttpExchanged, RunStarted
-    from memory.events import TestFinished as Finished
-    from memory.query import History
-    from memory.report import render, weekly_report
-    from memory.store import Store
+    from testmem.memory.events import Blob, HttpExchanged, RunStarted
+    from testmem.memory.events import TestFinished as Finished
+    from testmem.memory.query import History
+    from testmem.memory.report import render, weekly_report
+    from testmem.memory.store import Store
 
     store, now = Store(tmp_path / "s"), datetime.now(UTC) - timedelta(hours=1)
     nodeid, route = HOSTILE[0], "/x/`<img src=x onerror=1>`|{id}"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
-from agents.defects import DefectReport, Outbox, _entry
-from memory.doctor import check_outbox
-from memory.events import RunStarted
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.agents.defects import DefectReport, Outbox, _entry
+from testmem.memory.doctor import check_outbox
+from testmem.memory.events import RunStarted
+from testmem.memory.store import Store
 
 DAMAGED = {
     "create-def-000000000001.json": b"\x00\xffnot json",

@@ -9,11 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
-from memory.events import Fact
-from memory.quarantine import QUARANTINED, quarantine, rebuild
-from memory.query import History
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.memory.events import Fact
+from testmem.memory.quarantine import QUARANTINED, quarantine, rebuild
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 MEMORY = ("--memory", "--memory-retries=0", "--no-memory-triage", "-p", "no:randomly")
 SUITE = """

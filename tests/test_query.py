@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from memory.errors import NotFoundError, QueryError
-from memory.events import (
+from testmem.memory.errors import NotFoundError, QueryError
+from testmem.memory.events import (
     Fact,
     FailureObserved,
     HttpExchanged,
@@ -20,9 +20,9 @@ from memory.events import (
     to_row,
     uuid7,
 )
-from memory.log import PARTITION_BY, EventLog
-from memory.query import History
-from memory.store import Store
+from testmem.memory.log import PARTITION_BY, EventLog
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 # Recording only: the agents' in-run retry and post-run triage are specified elsewhere.
 MEMORY = ("--memory", "--memory-retries=0", "--no-memory-triage")

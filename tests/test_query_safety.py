@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from memory.cli import cli
-from memory.events import FailureObserved, RunFinished, RunStarted, TestFinished, uuid7
-from memory.store import Store
+from testmem.memory.cli import cli
+from testmem.memory.events import FailureObserved, RunFinished, RunStarted, TestFinished, uuid7
+from testmem.memory.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "'; DROP TABLE events; --"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from agents.cli import cli
+from testmem.agents.cli import cli
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from examples.shop_api import ShopServer
-from memory.events import RunStarted
-from memory.query import History
-from memory.store import Store
+from testmem.examples.shop_api import ShopServer
+from testmem.memory.events import RunStarted
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 # Recording only: the agents' in-run retry and post-run triage are specified elsewhere.
 MEMORY = ("--memory", "--memory-retries=0", "--no-memory-triage")
@@ -32,7 +32,7 @@ OUTCOMES_SUITE = """
 import httpx
 import pytest
 
-from memory import RecordingTransport
+from testmem.memory import RecordingTransport
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def test_run_started_records_build_label_versions_and_args(pytester, store_dir, 
 def test_without_a_label_a_run_is_labelled_with_gits_commit_and_branch(
     pytester, store_dir, read_store, monkeypatch
 ):
-    from memory.recorder import _BRANCH_VARS, _BUILD_VARS
+    from testmem.memory.recorder import _BRANCH_VARS, _BUILD_VARS
 
     for name in (*_BUILD_VARS, *_BRANCH_VARS):
         monkeypatch.delenv(name, raising=False)
@@ -255,7 +255,7 @@ def test_the_test_process_never_loads_the_store_libraries(pytester, store_dir):
         def pytest_unconfigure(config):
             loaded = [m for m in ("pyarrow", "deltalake", "duckdb") if m in sys.modules]
             print("LOADED:", ",".join(loaded) or "none")
-            print("ADVISED:", "agents.analyzer" in sys.modules)
+            print("ADVISED:", "testmem.agents.analyzer" in sys.modules)
         """
     )
     args = ("--memory", "--no-memory-triage", f"--memory-dir={store_dir}", "-s")

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 import duckdb
 import pytest
 
-from memory.redact import MASK, Redactor, is_secret_name
+from testmem.memory.redact import MASK, Redactor, is_secret_name
 
 # Recording only: the agents' in-run retry and post-run triage are specified elsewhere.
 MEMORY = ("--memory", "--memory-retries=0", "--no-memory-triage")

@@ -13,12 +13,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
-from memory.events import Event, Fact, FailureObserved, HttpExchanged, RunFinished, RunStarted
-from memory.events import TestFinished as Finished
-from memory.query import History
-from memory.report import Report, ReportError, render, render_trends, weekly_report
-from memory.store import Store
+from testmem.agents.cli import cli
+from testmem.memory.events import (
+    Event,
+    Fact,
+    FailureObserved,
+    HttpExchanged,
+    RunFinished,
+    RunStarted,
+)
+from testmem.memory.events import TestFinished as Finished
+from testmem.memory.query import History
+from testmem.memory.report import Report, ReportError, render, render_trends, weekly_report
+from testmem.memory.store import Store
 
 # Two ISO weeks: 2026-W46 starts Monday 2026-11-09, 2026-W47 on 2026-11-16.
 W46, W47 = date(2026, 11, 9), date(2026, 11, 16)
@@ -82,7 +89,7 @@ class History_:
     def exchange(
         self, run_id: str, when: datetime, route: str, ms: float, body: str, status: int = 200
     ) -> None:
-        from memory.events import Blob
+        from testmem.memory.events import Blob
 
         self.serial += 1
         self.events.append(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bench.history import generate
-from memory.query import History
-from memory.report import render, weekly_report
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.report import render, weekly_report
+from testmem.memory.store import Store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(

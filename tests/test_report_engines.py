@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from bench.history import generate
-from memory.query import History
-from memory.report import weekly_report
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.report import weekly_report
+from testmem.memory.store import Store
 from tests.servers import S3, ray_cluster
 
 WEEKS = 10
@@ -71,7 +71,7 @@ def test_the_ray_engine_gives_the_duckdb_report(
 def test_the_ray_engine_without_a_cluster_is_a_clean_error(tmp_path: Path, monkeypatch) -> None:
     from click.testing import CliRunner
 
-    from memory.cli import cli
+    from testmem.memory.cli import cli
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     Store(tmp_path).events.append([])

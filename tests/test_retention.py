@@ -10,11 +10,25 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from memory.cli import cli
-from memory.events import Blob, Event, Fact, FailureObserved, HttpExchanged, RunStarted, uuid7
-from memory.query import History
-from memory.retention import RetentionError, drop_bodies, parse_age, parse_date, purge_before
-from memory.store import Store
+from testmem.memory.cli import cli
+from testmem.memory.events import (
+    Blob,
+    Event,
+    Fact,
+    FailureObserved,
+    HttpExchanged,
+    RunStarted,
+    uuid7,
+)
+from testmem.memory.query import History
+from testmem.memory.retention import (
+    RetentionError,
+    drop_bodies,
+    parse_age,
+    parse_date,
+    purge_before,
+)
+from testmem.memory.store import Store
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=90)

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from memory.query import History
-from memory.retry import RetryAdvice, RetryBudget, parse_retry_after
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.retry import RetryAdvice, RetryBudget, parse_retry_after
+from testmem.memory.store import Store
 
 
 class SequenceApi:

@@ -2,15 +2,15 @@
 
 pytest settles its rootdir before it knows plugins' options, so an existing
 DIR given as a separate argument used to count as a test path
-(pytest-dev/pytest#8846): see `memory.rootdir`.
+(pytest-dev/pytest#8846): see `testmem.memory.rootdir`.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from memory.query import History
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 pytest_plugins = ["pytester"]
 

@@ -7,8 +7,8 @@ import json
 
 from click.testing import CliRunner
 
-from agents.cli import cli
-from memory.routes import MIN_VALUES, infer_templates
+from testmem.agents.cli import cli
+from testmem.memory.routes import MIN_VALUES, infer_templates
 
 pytest_plugins = ["pytester"]
 

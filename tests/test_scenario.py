@@ -1,7 +1,7 @@
 """Issue 4's figure, as a test: twelve builds with known faults, judged.
 
 One real `pytest --memory` run per build against the live example API; the
-judge (`examples.scenario`) knows each build's faults and the memory does not.
+judge (`testmem.examples.scenario`) knows each build's faults and the memory does not.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from examples.scenario import REGRESSIONS, BuildResult, Scenario, defects_per_regression
-from memory.query import History
-from memory.store import Store
+from testmem.examples.scenario import REGRESSIONS, BuildResult, Scenario, defects_per_regression
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 # One worker plays the scenario once (`make test` runs `-n 2 --dist loadgroup`).
 pytestmark = pytest.mark.xdist_group("shop-scenario")

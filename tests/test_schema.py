@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from agents.schema import ApiChange, Snapshot, changes_in, detect_changes, value_format
-from examples.builds import BUILDS
-from examples.shop_api import ShopServer, serve
-from memory.query import History
-from memory.store import Store
+from testmem.agents.schema import ApiChange, Snapshot, changes_in, detect_changes, value_format
+from testmem.examples.builds import BUILDS
+from testmem.examples.shop_api import ShopServer, serve
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 EXAMPLE_USERS = Path(__file__).parent.parent / "examples" / "suite" / "test_users.py"
 
@@ -93,7 +93,7 @@ def test_routes_that_did_not_change_report_nothing(history: History) -> None:
 
 
 def snapshot(n: int, *bodies: Any, status: int = 200) -> Snapshot:
-    from agents.schema import _add_shape
+    from testmem.agents.schema import _add_shape
 
     shot = Snapshot(f"run{n}", f"b{n}", datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=n))
     shot.statuses.add(status)

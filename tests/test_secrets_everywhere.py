@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from memory.cli import cli
+from testmem.memory.cli import cli
 
 SECRETS = {
     "authorization header": "PLANTED-bearer-hdr-7f3a9c21",

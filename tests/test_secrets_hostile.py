@@ -18,8 +18,8 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from memory.cli import cli
-from memory.redact import MASK
+from testmem.memory.cli import cli
+from testmem.memory.redact import MASK
 
 BY_NAME = {
     "Api-Key": "sApiKey4817aa",

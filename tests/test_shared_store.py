@@ -37,8 +37,8 @@ from bench.concurrency import (
     pytest_command,
     write_suite,
 )
-from memory.query import History
-from memory.store import Store
+from testmem.memory.query import History
+from testmem.memory.store import Store
 from tests.servers import S3, chroma_server
 
 RUNNERS = 4

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fakes import FakeGitHub, FakeJira
 
-from agents.defects import DefectReport, defect_id_for
-from agents.sinks import (
+from testmem.agents.defects import DefectReport, defect_id_for
+from testmem.agents.sinks import (
     FileSink,
     GitHubSink,
     JiraSink,

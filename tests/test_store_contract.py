@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from memory.errors import StoreError, TransientStoreError
-from memory.events import Fact, RunStarted, TestFinished
-from memory.query import History
-from memory.store import Store
+from testmem.memory.errors import StoreError, TransientStoreError
+from testmem.memory.events import Fact, RunStarted, TestFinished
+from testmem.memory.query import History
+from testmem.memory.store import Store
 from tests.servers import S3
 
 WRITERS, BATCHES, PER_BATCH = 4, 8, 5
@@ -153,7 +153,7 @@ def test_a_lease_whose_holder_died_is_taken_over(s3: S3, monkeypatch) -> None:
 
     import obstore
 
-    from memory.lease import Lease, object_store
+    from testmem.memory.lease import Lease, object_store
 
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)
@@ -170,7 +170,7 @@ def test_a_lease_whose_holder_died_is_taken_over(s3: S3, monkeypatch) -> None:
 
 
 def test_a_live_lease_is_renewed_past_its_time_to_live(s3: S3, monkeypatch) -> None:
-    from memory.lease import Lease, object_store
+    from testmem.memory.lease import Lease, object_store
 
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)
@@ -188,7 +188,7 @@ def test_a_lease_released_while_another_waits_is_taken_by_it(s3: S3, monkeypatch
     FileNotFoundError for a missing object)."""
     import threading
 
-    from memory.lease import Lease, object_store
+    from testmem.memory.lease import Lease, object_store
 
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from memory.errors import StoreError
-from memory.events import RunStarted, TestFinished
-from memory.log import EventWriter
-from memory.query import History
-from memory.store import Store
-from memory.store_process import StoreProcess
+from testmem.memory.errors import StoreError
+from testmem.memory.events import RunStarted, TestFinished
+from testmem.memory.log import EventWriter
+from testmem.memory.query import History
+from testmem.memory.store import Store
+from testmem.memory.store_process import StoreProcess
 
 
 def results(count: int, run_id: str = "r", outcome: str = "passed") -> list[TestFinished]:

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from conftest import StubApi
 from markdown_it import MarkdownIt
 
-from agents.cli import cli
-from memory.summary import MAX_ROWS, md
+from testmem.agents.cli import cli
+from testmem.memory.summary import MAX_ROWS, md
 
 SUITE = """
 import pathlib

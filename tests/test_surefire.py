@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
-from memory.junit import parse_junit
-from memory.surefire import junit_names
+from testmem.agents.cli import cli
+from testmem.memory.junit import parse_junit
+from testmem.memory.surefire import junit_names
 
 SUITE = """
 import pathlib

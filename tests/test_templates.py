@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from memory.templates import VALUES, Miner, mine, tokens
+from testmem.memory.templates import VALUES, Miner, mine, tokens
 
 USERS = ["webmaster", "test9", "admin", "oracle", "postgres", "guest", "nagios"]
 
@@ -82,7 +82,7 @@ def test_the_same_messages_in_the_same_order_mine_the_same_templates_in_any_proc
         f"Failed password for {u} from 10.0.0.{n} port 22 ssh2" for n, u in enumerate(USERS)
     ]
     script = (
-        "import sys; from memory.templates import mine; "
+        "import sys; from testmem.memory.templates import mine; "
         "m, f = mine(sys.stdin.read().splitlines()); print(*[m.resolve(x) for x in f])"
     )
     ran = subprocess.run(
@@ -116,7 +116,7 @@ def test_tokens_keep_punctuation_and_the_words_as_written():
 
 def test_clustering_a_log_never_loads_the_model_the_index_or_duckdb():
     script = (
-        "import sys; from memory.clustering import cluster_messages; "
+        "import sys; from testmem.memory.clustering import cluster_messages; "
         "r = cluster_messages(['Invalid user bob from 1.2.3.4', 'Connection closed by 1.2.3.4']); "
         "heavy = {'torch', 'sentence_transformers', 'chromadb', 'duckdb', 'onnxruntime'}; "
         "print(len(set(r.clusters)), r.embedded, sorted(heavy & set(sys.modules)))"

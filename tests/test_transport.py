@@ -8,10 +8,10 @@ import json
 import httpx
 import pytest
 
-from memory import AsyncRecordingTransport, RecordingTransport, Tap
-from memory.redact import Redactor
-from memory.routes import route_template
-from memory.transport import activate, active_tap
+from testmem.memory import AsyncRecordingTransport, RecordingTransport, Tap
+from testmem.memory.redact import Redactor
+from testmem.memory.routes import route_template
+from testmem.memory.transport import activate, active_tap
 
 
 def test_a_sync_client_records_each_exchange_into_its_tap(shop):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.cli import cli
-from examples.shop_api import ShopServer
+from testmem.agents.cli import cli
+from testmem.examples.shop_api import ShopServer
 
 SUITE = """
 import pytest
@@ -142,7 +142,13 @@ def test_two_triages_of_one_run_at_once_decide_each_test_once(
         ],
         capture_output=True, cwd=root, check=False,
     )  # fmt: skip
-    triage = [sys.executable, "-c", "from agents.cli import main; main()", "--dir", str(store)]
+    triage = [
+        sys.executable,
+        "-c",
+        "from testmem.agents.cli import main; main()",
+        "--dir",
+        str(store),
+    ]
     both = [subprocess.Popen([*triage, "triage"], stdout=subprocess.PIPE) for _ in range(2)]
     assert [p.wait(timeout=300) for p in both] == [0, 0]
     counted = subprocess.run(

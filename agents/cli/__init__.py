@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from memory.cli import cli, main
+from testmem.memory.cli import cli, main
 
 __all__ = ["cli", "main"]
 
 # Importing a command module registers its commands.
-from agents.cli import (
+from testmem.agents.cli import (
     defects,  # noqa: F401  (defects, defects flush)
     demo,  # noqa: F401  (demo)
     heal,  # noqa: F401  (heal propose|apply, heals, generate)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from memory.cli import cli, emit, emit_object, json_option, open_store, output_options
+from testmem.memory.cli import cli, emit, emit_object, json_option, open_store, output_options
 
-# The table's columns; JSON and CSV give every key of `agents.defects.defects`.
+# The table's columns; JSON and CSV give every key of `testmem.agents.defects.defects`.
 _COLUMNS = ["defect_id", "severity", "occurrences", "status", "reference", "title"]
 
 
@@ -20,7 +20,7 @@ def defects(ctx: click.Context, fmt: str, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from agents.defects import defects as list_defects
+    from testmem.agents.defects import defects as list_defects
 
     rows = list_defects(open_store())
     columns = list(rows[0]) if rows and (as_json or fmt != "table") else _COLUMNS
@@ -39,7 +39,7 @@ def flush(ctx: click.Context, as_json: bool) -> None:
     """
     import warnings
 
-    from agents.defects import DefectAgent, DefectWarning
+    from testmem.agents.defects import DefectAgent, DefectWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DefectWarning)  # reported below instead

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from memory.cli import cli
+from testmem.memory.cli import cli
 
 
 @cli.command()
@@ -28,7 +28,7 @@ def demo(workdir: Path, builds: int | None) -> None:
 
     Example: testmem demo --builds 4
     """
-    from examples.demo import main
+    from testmem.examples.demo import main
 
     argv = ["--dir", str(workdir)] + (["--builds", str(builds)] if builds else [])
     raise SystemExit(main(argv))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from memory.cli import CliError, cli, emit, open_store, output_options
+from testmem.memory.cli import CliError, cli, emit, open_store, output_options
 
 
 @cli.group()
@@ -32,8 +32,8 @@ def heal_propose(run: str | None, min_observations: int, fmt: str, as_json: bool
 
     Example: testmem heal propose --run latest
     """
-    from agents.healer import Heal, propose_heal
-    from memory.query import History
+    from testmem.agents.healer import Heal, propose_heal
+    from testmem.memory.query import History
 
     store = open_store()
     history = History(store)
@@ -61,8 +61,8 @@ def heal_apply(heal_id: str, api_base_url: str | None) -> None:
 
     Example: testmem heal apply 3f2a9c1b7d4e --api-base-url http://127.0.0.1:8000
     """
-    from agents.healer import apply_heal
-    from memory.query import History
+    from testmem.agents.healer import apply_heal
+    from testmem.memory.query import History
 
     store = open_store()
     outcome = apply_heal(store, History(store), heal_id, api_base_url)
@@ -79,8 +79,8 @@ def heals(fmt: str, as_json: bool) -> None:
 
     Example: testmem heals --json
     """
-    from agents.healer import heals as list_heals
-    from memory.query import History
+    from testmem.agents.healer import heals as list_heals
+    from testmem.memory.query import History
 
     result = list_heals(History(open_store()))
     emit(result.columns, result.rows, fmt, as_json)
@@ -123,9 +123,9 @@ def generate(
 
     Example: testmem generate --out tests/generated
     """
-    from agents.generator import generate_tests
-    from agents.source import is_identifier
-    from memory.query import History
+    from testmem.agents.generator import generate_tests
+    from testmem.agents.source import is_identifier
+    from testmem.memory.query import History
 
     fixture = client_fixture or _configured_fixture()
     if fixture is not None and not is_identifier(fixture):
@@ -143,7 +143,7 @@ def generate(
 def _configured_fixture() -> str | None:
     """``memory_client_fixture`` of the project's configuration ([tool.testmem], pytest ini)."""
     try:
-        from memory.config import Settings
+        from testmem.memory.config import Settings
     except ImportError:  # the shared configuration reader is not there yet
         return None
     return Settings.discover().text("memory_client_fixture")

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from agents.triage import Triage, decisions
-from memory.cli import cli, emit, json_option, open_store, output_options
-from memory.markup import terminal
-from memory.query import History
-from memory.store import Store
+from testmem.agents.triage import Triage, decisions
+from testmem.memory.cli import cli, emit, json_option, open_store, output_options
+from testmem.memory.markup import terminal
+from testmem.memory.query import History
+from testmem.memory.store import Store
 
 
 @cli.command()
@@ -61,7 +61,7 @@ def _agent_decider(store: Store, model_config: Path | None) -> Any:
     """The AutoGen analyzer agent as decider, when a model is configured (else None)."""
     if model_config is None and not os.environ.get("TESTMEM_MODEL_CONFIG"):
         return None  # AutoGen is not even imported
-    from agents.autogen import agent_decider, load_model_client
+    from testmem.agents.autogen import agent_decider, load_model_client
 
     client = load_model_client(model_config)
     return agent_decider(store, client) if client else None

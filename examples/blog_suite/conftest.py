@@ -1,6 +1,6 @@
 """Fixtures for the blog API suite: the app in-process, and a login before every test.
 
-The app is release ``BLOG_RELEASE`` of `examples.blog_builds.RELEASES` (the
+The app is release ``BLOG_RELEASE`` of `testmem.examples.blog_builds.RELEASES` (the
 baseline unless set); ``BLOG_CHANGE`` plays one change of that release alone.
 
     pytest examples/blog_suite
@@ -16,9 +16,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from examples.blog_api import PASSWORD, Release, create_app
-from examples.blog_builds import RELEASES
-from memory.transport import RecordingTransport
+from testmem.examples.blog_api import PASSWORD, Release, create_app
+from testmem.examples.blog_builds import RELEASES
+from testmem.memory.transport import RecordingTransport
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 testmem's pytest plugin provides `api_client`, an httpx.Client bound to the
 `api_base_url` fixture. This conftest overrides `api_base_url` so the suite
 runs on its own: unless a URL is given, it serves the example shop API on
-loopback for the session, as build `SHOP_BUILD` of `examples.builds.BUILDS`.
+loopback for the session, as build `SHOP_BUILD` of `testmem.examples.builds.BUILDS`.
 
     pytest examples/suite
     SHOP_BUILD=6 pytest examples/suite
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from examples.builds import BUILDS
-from examples.shop_api import Build, serve
+from testmem.examples.builds import BUILDS
+from testmem.examples.shop_api import Build, serve
 
 
 @pytest.fixture(scope="session")

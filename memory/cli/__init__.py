@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 import click
 
-from memory.errors import DamagedFileWarning, TestmemError
-from memory.markup import terminal
-from memory.store import ENV_DIR, Store, resolve_dir
+from testmem.memory.errors import DamagedFileWarning, TestmemError
+from testmem.memory.markup import terminal
+from testmem.memory.store import ENV_DIR, Store, resolve_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -263,7 +263,7 @@ def main() -> None:
 
 
 # Importing a command module registers its commands.
-from memory.cli import (  # noqa: E402
+from testmem.memory.cli import (  # noqa: E402
     incidents,  # noqa: F401  (similar, incidents, incident, cluster, label, merge, reindex)
     log,  # noqa: F401  (runs, history, failures, flaky, query, compact, stats)
     maintenance,  # noqa: F401  (doctor, purge)

@@ -7,10 +7,18 @@ from typing import Any
 
 import click
 
-from memory.cli import CliError, cli, emit, emit_object, json_option, open_store, output_options
-from memory.index import import_chroma
+from testmem.memory.cli import (
+    CliError,
+    cli,
+    emit,
+    emit_object,
+    json_option,
+    open_store,
+    output_options,
+)
+from testmem.memory.index import import_chroma
 
-_LABELS = ("product-bug", "flaky", "test-outdated", "infra")  # memory.incidents.LABELS
+_LABELS = ("product-bug", "flaky", "test-outdated", "infra")  # testmem.memory.incidents.LABELS
 
 
 @cli.command()
@@ -29,8 +37,8 @@ def similar(text: str | None, failure_id: str | None, k: int, fmt: str, as_json:
         raise CliError("-k must be at least 1")
     store = open_store()
 
-    from memory.incidents import Matcher, find_failure
-    from memory.query import History
+    from testmem.memory.incidents import Matcher, find_failure
+    from testmem.memory.query import History
 
     import_chroma()  # the cheap way for a process that ends after one answer
     matcher = Matcher(store)
@@ -51,7 +59,7 @@ def incidents(open_only: bool, resolve_after: int, fmt: str, as_json: bool) -> N
 
     Example: testmem incidents --open --json
     """
-    from memory.incidents import Incidents
+    from testmem.memory.incidents import Incidents
 
     found = Incidents(open_store(), resolve_after).list(open_only)
     columns = ["incident_id", "status", "label", "occurrences", "tests", "last_seen", "message"]
@@ -81,7 +89,7 @@ def incident(incident_id: str, resolve_after: int, as_json: bool) -> None:
     """
     from dataclasses import asdict
 
-    from memory.incidents import Incidents
+    from testmem.memory.incidents import Incidents
 
     found = asdict(Incidents(open_store(), resolve_after).get(incident_id))
     timeline = found.pop("timeline")
@@ -108,8 +116,8 @@ def cluster(file: Any, same: float | None) -> None:
 
     Example: testmem cluster ci-failures.jsonl
     """
-    from memory.clustering import cluster_failures
-    from memory.matching import DEFAULT_SAME
+    from testmem.memory.clustering import cluster_failures
+    from testmem.memory.matching import DEFAULT_SAME
 
     failures = [_failure(line) for line in _lines(file) if line.strip()]
     threshold = DEFAULT_SAME if same is None else same
@@ -163,7 +171,7 @@ def label(incident_id: str, as_label: str, by: str) -> None:
 
     Example: testmem label INC-3f2a --as flaky
     """
-    from memory.incidents import label as apply_label
+    from testmem.memory.incidents import label as apply_label
 
     found = apply_label(open_store(), incident_id, as_label, by)
     click.echo(f"{found.incident_id} labelled {as_label}")
@@ -177,7 +185,7 @@ def merge(incident_id: str, into: str) -> None:
 
     Example: testmem merge INC-3f2a INC-9b1c
     """
-    from memory.incidents import merge as apply_merge
+    from testmem.memory.incidents import merge as apply_merge
 
     found = apply_merge(open_store(), incident_id, into)
     click.echo(f"merged into {found.incident_id} ({found.occurrences} occurrences)")
@@ -191,8 +199,8 @@ def reindex() -> None:
 
     Example: testmem reindex
     """
-    from memory.incidents import reindex as rebuild
-    from memory.index import SignatureIndex
+    from testmem.memory.incidents import reindex as rebuild
+    from testmem.memory.index import SignatureIndex
 
     store = open_store()
     with click.progressbar(length=1, label="reindexing signatures") as bar:

@@ -6,8 +6,8 @@ import dataclasses
 
 import click
 
-from memory.cli import cli, emit, emit_record, open_store, output_options
-from memory.query import History, QueryLimits
+from testmem.memory.cli import cli, emit, emit_record, open_store, output_options
+from testmem.memory.query import History, QueryLimits
 
 
 @cli.command()

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from memory.cli import CliError, cli, emit_object, json_option, open_store
-from memory.markup import terminal
+from testmem.memory.cli import CliError, cli, emit_object, json_option, open_store
+from testmem.memory.markup import terminal
 
 
 @cli.command()
@@ -26,7 +26,7 @@ def doctor(repair: bool, vacuum_hours: float, as_json: bool) -> None:
 
     Example: testmem doctor --repair
     """
-    from memory import doctor as checks
+    from testmem.memory import doctor as checks
 
     store = open_store()
     findings = (checks.repair if repair else checks.examine)(store, vacuum_hours)
@@ -55,7 +55,7 @@ def purge(before: str | None, bodies_age: str | None, as_json: bool) -> None:
 
     Example: testmem purge --before 2026-01-01 --bodies-older-than 30d
     """
-    from memory import retention
+    from testmem.memory import retention
 
     if before is None and bodies_age is None:
         raise CliError("give --before DATE and/or --bodies-older-than AGE")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import click
 
-from memory.cli import CliError, cli, emit, open_store, output_options
+from testmem.memory.cli import CliError, cli, emit, open_store, output_options
 
 _COLUMNS = ["nodeid", "reason", "until", "by", "since"]
 
@@ -35,7 +35,7 @@ def quarantine(
 
     Example: testmem quarantine tests/test_cart.py::test_pay --reason PAY-12 --until 2026-12-31
     """
-    from memory import quarantine as q
+    from testmem.memory import quarantine as q
 
     if listing == bool(nodeid):
         raise CliError("give a NODEID to quarantine, or --list")
@@ -56,7 +56,7 @@ def unquarantine(nodeid: str) -> None:
 
     Example: testmem unquarantine "tests/test_cart.py::test_checkout"
     """
-    from memory.quarantine import unquarantine as lift
+    from testmem.memory.quarantine import unquarantine as lift
 
     lift(open_store(), nodeid)
     click.echo(f"unquarantined {nodeid}")

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from memory.cli import F, cli, open_store
-from memory.markup import terminal
-from memory.report.model import ENV_TZ
+from testmem.memory.cli import F, cli, open_store
+from testmem.memory.markup import terminal
+from testmem.memory.report.model import ENV_TZ
 
 if TYPE_CHECKING:
-    from memory.report import Report
+    from testmem.memory.report import Report
 
 _DATE = click.DateTime(["%Y-%m-%d"])
 
@@ -36,8 +36,8 @@ def _week_options(f: F) -> F:
 def _report(
     weeks: int, since: datetime | None, until: datetime | None, tz: str, engine: str = "duckdb"
 ) -> Report:
-    from memory.query import History
-    from memory.report import weekly_report
+    from testmem.memory.query import History
+    from testmem.memory.report import weekly_report
 
     history = History(open_store(must_exist=False))
     return weekly_report(history, weeks, _day(since), _day(until), tz, engine)
@@ -85,7 +85,7 @@ def report(
 
     Example: testmem report --weeks 12 --format html --out report.html
     """
-    from memory.report import render
+    from testmem.memory.report import render
 
     _deliver(render(_report(weeks, since, until, tz, engine), fmt), out)
 
@@ -108,7 +108,7 @@ def trends(weeks: int, since: datetime | None, until: datetime | None, tz: str) 
 
     Example: testmem trends --weeks 26
     """
-    from memory.report import render_trends
+    from testmem.memory.report import render_trends
 
     click.echo(terminal(render_trends(_report(weeks, since, until, tz))))
 
@@ -129,7 +129,7 @@ def junit(files: tuple[Path, ...]) -> None:
 
     Example: testmem import junit target/surefire-reports/*.xml
     """
-    from memory.junit import import_junit
+    from testmem.memory.junit import import_junit
 
     result = import_junit(open_store(must_exist=False), list(files))
     click.echo(
@@ -160,8 +160,8 @@ def export_junit(run: str | None, out: Path | None) -> None:
 
     Example: testmem export junit --run 01a2 --out reports/junit.xml
     """
-    from memory.query import History
-    from memory.surefire import export_junit as export
+    from testmem.memory.query import History
+    from testmem.memory.surefire import export_junit as export
 
     _deliver(export(History(open_store()), run), out)
 
@@ -180,7 +180,7 @@ def summary(run: str | None, out: Path | None) -> None:
 
     Example: testmem summary --run latest >> "$GITHUB_STEP_SUMMARY"
     """
-    from memory.query import History
-    from memory.summary import run_markdown
+    from testmem.memory.query import History
+    from testmem.memory.summary import run_markdown
 
     _deliver(run_markdown(History(open_store()), run), out, append=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import astuple
 
-from memory.cli import cli, emit, open_store, output_options
+from testmem.memory.cli import cli, emit, open_store, output_options
 
 
 @cli.command()
@@ -17,8 +17,8 @@ def routes(fmt: str, as_json: bool) -> None:
 
     Example: testmem routes --format csv
     """
-    from memory.query import History
-    from memory.routes import catalogue
+    from testmem.memory.query import History
+    from testmem.memory.routes import catalogue
 
     rows = (
         History(open_store())

@@ -21,10 +21,11 @@ from typing import Any
 
 # library -> the module that patches it (its `patch(library)` returns the undo).
 _PATCHERS = {
-    "httpx": "memory.intercept.on_httpx",
-    "httpx2": "memory.intercept.on_httpx",  # httpx's successor, same API (Starlette's TestClient)
-    "requests": "memory.intercept.on_requests",
-    "starlette.testclient": "memory.intercept.on_starlette",  # for the matched route
+    "httpx": "testmem.memory.intercept.on_httpx",
+    # httpx's successor, same API (Starlette's TestClient)
+    "httpx2": "testmem.memory.intercept.on_httpx",
+    "requests": "testmem.memory.intercept.on_requests",
+    "starlette.testclient": "testmem.memory.intercept.on_starlette",  # for the matched route
 }
 _patched: dict[str, tuple[ModuleType, Callable[[], None]]] = {}
 _users = 0  # recorders that asked for interception (pytester nests sessions)

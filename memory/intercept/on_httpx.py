@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from memory.routes import scope_template
-from memory.tap import Body, Capture, Tap, active_tap
+from testmem.memory.routes import scope_template
+from testmem.memory.tap import Body, Capture, Tap, active_tap
 
 # Set while an exchange is being recorded, so a `RecordingTransport` inside a
 # patched client does not record it a second time.

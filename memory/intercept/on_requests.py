@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from memory.tap import Body, Capture, Tap, active_tap
+from testmem.memory.tap import Body, Capture, Tap, active_tap
 
 
 def patch(_: ModuleType) -> Callable[[], None]:

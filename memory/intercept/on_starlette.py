@@ -7,7 +7,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from memory.intercept.on_httpx import observe
+from testmem.memory.intercept.on_httpx import observe
 
 
 def patch(testclient: ModuleType) -> Callable[[], None]:

@@ -14,11 +14,11 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memory.report.model import ENV_TZ, Period, Report, ReportError, resolve_tz
-from memory.report.text import render_markdown, render_trends
+from testmem.memory.report.model import ENV_TZ, Period, Report, ReportError, resolve_tz
+from testmem.memory.report.text import render_markdown, render_trends
 
 if TYPE_CHECKING:
-    from memory.query import History
+    from testmem.memory.query import History
 
 FORMATS = ("html", "md", "json")
 ENGINES = ("duckdb", "ray")
@@ -45,13 +45,13 @@ def weekly_report(
     """The figures of the ISO weeks from ``since`` (or ``weeks`` back) to ``until``
     (default: this week), in time zone ``tz`` (default ``$TESTMEM_TZ``, else UTC),
     the log scanned by ``engine``: ``duckdb`` here, or ``ray`` on ``$RAY_ADDRESS``."""
-    from memory.report.figures import build_report  # DuckDB only when a report is made
+    from testmem.memory.report.figures import build_report  # DuckDB only when a report is made
 
     if engine not in ENGINES:
         raise ReportError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     period = Period.of(weeks, since, until, resolve_tz(tz or os.environ.get(ENV_TZ)))
     if engine == "ray":
-        from memory.report.ray_engine import ray_engine
+        from testmem.memory.report.ray_engine import ray_engine
 
         return build_report(history, period, ray_engine(history.store, period))
     return build_report(history, period)
@@ -59,7 +59,7 @@ def weekly_report(
 
 def render(report: Report, fmt: str) -> str:
     if fmt == "html":
-        from memory.report.html import render_html
+        from testmem.memory.report.html import render_html
 
         return render_html(report)
     if fmt == "md":

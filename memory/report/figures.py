@@ -24,8 +24,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from memory.query import History
-from memory.report.model import (
+from testmem.memory.query import History
+from testmem.memory.report.model import (
     CATEGORIES,
     METRICS,
     RESOLVED_AFTER_RUNS,
@@ -73,7 +73,7 @@ def _prepare(history: History, period: Period, engine: Engine | None = None) -> 
     """Week macros, and the tables every section reads instead of the whole log
     (`SCANS`): each is a scan of the log's files into partial rows, then a
     merge of those rows. The default engine runs both here; another engine
-    (`memory.report.ray_engine`) runs the scans over slices of the files
+    (`testmem.memory.report.ray_engine`) runs the scans over slices of the files
     elsewhere and hands back the partial rows to merge."""
     set_period(history, period)
     for name, (scan, merge) in SCANS.items():

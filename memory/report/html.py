@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from memory.report.model import (
+from testmem.memory.report.model import (
     CATEGORIES,
     METRIC,
     METRICS,
@@ -16,7 +16,7 @@ from memory.report.model import (
     format_change,
     format_value,
 )
-from memory.report.svg import PALETTE, Series, chart, sparkline
+from testmem.memory.report.svg import PALETTE, Series, chart, sparkline
 
 CSS = """
 *{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",

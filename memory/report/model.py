@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from memory.errors import TestmemError
+from testmem.memory.errors import TestmemError
 
 ENV_TZ = "TESTMEM_TZ"
 CATEGORIES = ("transient", "flaky", "outdated", "regression", "unknown")

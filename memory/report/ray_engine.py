@@ -2,7 +2,7 @@
 
 Every task opens the same version of the log, takes its slice of the
 snapshot's files, and runs the same DuckDB SQL over it as the default engine
-(`memory.report.figures.SCANS`); the driver merges the partial rows with the
+(`testmem.memory.report.figures.SCANS`); the driver merges the partial rows with the
 scans' merge SQL and computes the report as usual. Counts add up exactly,
 and latency quantiles come from merged histograms, so both engines give the
 same report. The cluster is ``$RAY_ADDRESS``; the tasks read the store with
@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from memory.report.model import Period, ReportError
-from memory.store import Store
+from testmem.memory.report.model import Period, ReportError
+from testmem.memory.store import Store
 
 ENV_ADDRESS = "RAY_ADDRESS"
 _FORWARDED = ("AWS_", "TESTMEM_", "RAY_USAGE_STATS_ENABLED")
@@ -27,7 +27,7 @@ _FORWARDED = ("AWS_", "TESTMEM_", "RAY_USAGE_STATS_ENABLED")
 def ray_engine(store: Store, period: Period, slices: int | None = None) -> Any:
     """Scan ``store`` on the cluster; an engine for `build_report`."""
     ray = _connect()
-    from memory.report.figures import SCANS
+    from testmem.memory.report.figures import SCANS
 
     version = store.events.version()
     count = slices or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -43,8 +43,8 @@ def scan_slice(
     location: str, version: int | None, index: int, count: int, period: Period
 ) -> dict[str, Any]:
     """One task: the partial rows of every scan over slice ``index`` of ``count``."""
-    from memory.query import History
-    from memory.report.figures import SCANS, set_period
+    from testmem.memory.query import History
+    from testmem.memory.report.figures import SCANS, set_period
 
     history = History(Store(location), part=(index, count, version))
     set_period(history, period)
@@ -72,9 +72,9 @@ def _connect() -> Any:
 def _task_env() -> dict[str, str]:
     """What a task needs of the driver's environment: the store's credentials
     and endpoint, and where testmem is imported from."""
-    import memory
+    import testmem.memory
 
     env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED)}
-    package_root = str(Path(memory.__file__).resolve().parents[1])
+    package_root = str(Path(testmem.memory.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     return env

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from memory.markup import md_cell, md_code, md_text
-from memory.report.model import (
+from testmem.memory.markup import md_cell, md_code, md_text
+from testmem.memory.report.model import (
     CATEGORIES,
     METRIC,
     NONE,
