@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from testmem.memory.errors import NotFoundError, TestmemError
+from testmem.memory.markup import terminal
 
 if TYPE_CHECKING:
     from testmem.memory.store import Store
@@ -183,16 +184,10 @@ class QuarantinedFailures:
         terminalreporter.write_sep("-", f"testmem: {len(self.failed)} quarantined failures")
         for q in self.failed.values():
             terminalreporter.write_line(
-                f"QUARANTINED {_plain(q.nodeid)} - {_plain(q.reason)} ({q.expiry})", yellow=True
+                f"QUARANTINED {terminal(q.nodeid)} - {terminal(q.reason)} ({q.expiry})", yellow=True
             )
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testmem_run_recorded(self, store: Store) -> None:
         if self.flaky_days is not None:
             quarantine_flaky(store, self.flaky_days)
-
-
-def _plain(text: str) -> str:
-    """One terminal line: control characters (escape sequences) shown, not obeyed.
-    TODO(integrator): use testmem.memory.markup's terminal escaper once it is on main."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

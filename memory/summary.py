@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from testmem.memory.markup import md_text
+
 if TYPE_CHECKING:
     from testmem.memory.query import History
     from testmem.memory.store import Store
@@ -175,19 +177,17 @@ def _bounded(text: str) -> str:
     return text[:cut] + "\n\n… (summary cut to fit a comment; `testmem summary` has it all)\n"
 
 
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _BLANKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def md(text: str) -> str:
-    """One line of plain text in Markdown: every ASCII punctuation character
-    backslash-escaped (so no emphasis, link, code, HTML or table pipe), line
-    breaks and control characters as spaces, capped at `CELL_CHARS`.
-    TODO(integrator): swap for testmem.memory.markup's Markdown escaper once on main."""
+    """One line of plain text in Markdown (`markup.md_text`: no emphasis, link,
+    code, HTML or table pipe), control characters as spaces, capped at
+    `CELL_CHARS`."""
     flat = _BLANKS.sub(" ", text).strip()
     if len(flat) > CELL_CHARS:
         flat = flat[: CELL_CHARS - 1] + "…"
-    return _PUNCTUATION.sub(r"\\\1", flat)
+    return md_text(flat)
 
 
 class StepSummary:
