@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 
 from testmem.examples.blog_api import PASSWORD, Release, create_app
 from testmem.examples.blog_builds import RELEASES
-from testmem.memory.transport import RecordingTransport
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +29,6 @@ def app() -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     """A client logged in as jake, as most of the suite needs."""
     with TestClient(app, raise_server_exceptions=False) as client:
-        client._transport = RecordingTransport(client._transport)  # until recording is automatic
         login = {"user": {"email": "jake@example.com", "password": PASSWORD}}
         response = client.post("/api/users/login", json=login)
         response.raise_for_status()
