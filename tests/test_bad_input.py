@@ -70,6 +70,11 @@ BAD = [
     ["query", "SELECT count(*) FROM range(100000000000)", "--timeout", "1"],
     ["query", "SELECT * FROM range(200000)"],
     ["query", "SELECT 1", "--memory-limit", "1GB'; SET x = 'y"],
+    ["query", "SELECT 1", "--timeout", "-1"],
+    ["runs", "--limit", "lots"],
+    ["runs", "--no-such-option"],
+    ["--format", "yaml", "runs"],
+    ["no-such-command"],
 ]
 
 

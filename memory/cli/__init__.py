@@ -37,17 +37,35 @@ class CliError(click.ClickException):
 
 
 class _Group(click.Group):
-    """Turns library errors into clean CLI errors, never tracebacks."""
+    """Turns library errors, and click's own usage errors, into one-line CLI
+    errors, never tracebacks."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         warnings.showwarning = _warn  # a damaged file skipped: one line, not Python's format
         try:
             with native_output_aside():
                 return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from exc
         except TestmemError as exc:
             raise CliError(str(exc)) from exc
         except OSError as exc:
             raise CliError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+
+
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    """Click's usage error (a bad option, value or command) as one line; no
+    arguments at all still show the help."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc
+    where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+    return CliError(exc.format_message() + where)
 
 
 @contextlib.contextmanager
