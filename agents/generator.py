@@ -254,7 +254,9 @@ def _locate(path: str) -> tuple[ast.expr | None, ast.expr, str] | None:
     parts = head.split(".") if sep else []
     if "[]" not in head:
         return None, _subscripts("body", parts), key
-    index = next(i for i, p in enumerate(parts) if p.endswith("[]"))
+    index = next((i for i, p in enumerate(parts) if p.endswith("[]")), None)
+    if index is None:  # a key that itself holds "[]": the key path cannot address it
+        return None
     outer = [*parts[:index], parts[index].removesuffix("[]")]
     items = _subscripts("body", [p for p in outer if p])
     return items, _subscripts("item", parts[index + 1 :]), key

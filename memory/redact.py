@@ -54,6 +54,8 @@ _DESCRIPTORS = frozenset(
     {"type", "types", "count", "length", "len", "size", "name", "names", "format", "path"}
     | {"url", "uri", "endpoint", "expires", "expiry", "expiration", "ttl", "timeout"}
     | {"field", "column", "usage", "limit", "required", "enabled", "hint", "scope", "scopes"}
+    # an error's name (``KeyError: 'warehouse'``, ``TokenExpired``) names what went wrong
+    | {"error", "errors", "exception", "warning", "expired", "invalid", "missing", "status"}
 )
 _QUANTITIES = frozenset({"max", "min", "num", "total", "n"})
 # ``key`` after one of these is a data key, not a credential.

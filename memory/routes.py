@@ -51,12 +51,17 @@ def route_template(path: str) -> str:
 
 
 def scope_template(scope: dict[str, Any] | None) -> str | None:
-    """The matched route's path as Starlette/FastAPI left it in the scope."""
+    """The matched route's path as Starlette/FastAPI left it in the scope,
+    without its convertors (``{id:int}`` is the parameter ``{id}``)."""
     route = (scope or {}).get("route")
     path = getattr(route, "path", None)
     if not isinstance(path, str) or not path.startswith("/"):
         return None
+    path = _CONVERTOR.sub(r"{\1}", path)
     return str(scope.get("root_path") or "") + path if scope else path
+
+
+_CONVERTOR = re.compile(r"\{(\w+):[^}]*\}")
 
 
 class OpenApiRoutes:

@@ -131,19 +131,27 @@ def test_comments_and_formatting_survive_the_patch(suite: Path) -> None:
     assert (suite / "test_styled.py").read_text() == expected
 
 
-def test_a_change_seen_once_is_not_healed(suite: Path) -> None:
+def test_a_change_every_answer_of_its_first_run_shows_is_healed_at_once(suite: Path) -> None:
+    # Issue 16: a run whose answers of the route all show the change is
+    # evidence enough (one answer alone waits: tests/test_heal_first_sighting.py).
     store, history = open_history(suite.parent)
     first_renamed_run = history.sql(
         "SELECT run_id FROM runs WHERE build = ? ORDER BY started_at LIMIT 1",
         [BUILDS[3].label],
     ).rows[0][0]
+    answers = history.sql(
+        "SELECT count(*) FROM exchanges"
+        " WHERE run_id = ? AND route = '/users/{id}' AND status = 200",
+        [first_renamed_run],
+    ).rows[0][0]
+    assert answers >= 2
     failure = history.sql(
         "SELECT * FROM failures WHERE run_id = ? AND nodeid LIKE '%::test_get_user'",
         [first_renamed_run],
     ).dicts()[0]
-    refused = propose_heal(store, history, failure)
-    assert isinstance(refused, NoHeal)
-    assert "seen in 1 run(s), 2 needed" in refused.reason
+    healed = propose_heal(store, history, failure)
+    assert isinstance(healed, Heal), healed
+    assert healed.change.kind == "renamed"
 
 
 def test_a_5xx_answer_is_never_healed(suite: Path, server: ShopServer) -> None:

@@ -129,6 +129,9 @@ REVIEWED = {
     ("memory/matching.py", "where"),  # WHERE clauses written in code, values bound
     ("memory/matching.py", "order"),  # a constant ORDER BY
     ("memory/embed.py", "marks"),  # "?,?,?" placeholders
+    ("memory/report/figures.py", "name"),  # table names: the keys of SCANS
+    ("memory/report/figures.py", "scan"),  # SCANS' partial SQL, written in code
+    ("memory/report/figures.py", "merge"),  # SCANS' merge SQL, written in code
 }
 _CONSTANT = re.compile(r"_?[A-Z][A-Z0-9_]*")
 

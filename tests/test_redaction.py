@@ -234,3 +234,12 @@ def test_command_line_arguments_mask_the_value_after_a_secret_option() -> None:
 def test_a_secret_in_a_body_that_is_not_utf8_is_masked_and_the_bytes_kept() -> None:
     body = b"\xff\xfe token=abcd1234 \x81"
     assert Redactor().body(body, "application/octet-stream") == b"\xff\xfe token=[REDACTED] \x81"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["KeyError: 'warehouse'", "AuthError: 'session closed'", "TokenExpired: 'at 10:00'"],
+)
+def test_an_error_s_name_is_no_secret_name_and_its_message_is_kept(text: str) -> None:
+    # "KeyError: 'name'" names the missing key, the cause a failure is grouped by
+    assert Redactor().text(text) == text
