@@ -84,7 +84,9 @@ def disagreements(a: Any, b: Any, where: str = "") -> list[str]:
         if len(a) != len(b):
             return [f"{where}: {len(a)} items against {len(b)}"]
         return [
-            d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in disagreements(x, y, f"{where}[{i}]")
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in disagreements(x, y, f"{where}[{i}]")
         ]
     if isinstance(a, float) or isinstance(b, float):
         close = isinstance(a, int | float) and isinstance(b, int | float)
