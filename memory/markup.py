@@ -14,7 +14,8 @@ import re
 
 _BACKTICKS = re.compile(r"`+")
 _FENCE_RUNS = re.compile(r"`+|~+")
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]#!|~>])")  # braces and parentheses make no markup alone
+# Braces and parentheses make no markup alone: a link needs its brackets.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]#!|~>])")
 _NEWLINES = re.compile(r"\r\n|[\r\n\u2028\u2029]")
 # ESC sequences (CSI ... final byte; OSC/DCS/APC/PM ... BEL or ST; two-byte
 # ones), their 8-bit C1 forms, then any other control character but \n and \t.
