@@ -4,13 +4,16 @@ One helper per format a value lands in. Markdown: inline code and fences
 longer than any run of backticks inside, table cells with ``|`` and newlines
 escaped, plain text with Markdown's punctuation and raw HTML (``<``, ``&``)
 escaped. HTML: Jinja's autoescape. Terminal: escape sequences (CSI, OSC with
-OSC-8 hyperlinks, C1) and control characters removed.
+OSC-8 hyperlinks, C1) and control characters removed. JSON: whole, but every
+character a terminal would act on written as a ``\\u`` escape.
 """
 
 from __future__ import annotations
 
 import html as _html
+import json
 import re
+from typing import Any
 
 _BACKTICKS = re.compile(r"`+")
 _FENCE_RUNS = re.compile(r"`+|~+")
@@ -25,6 +28,9 @@ _TERMINAL_SEQUENCES = re.compile(
     r"|\x1b[ -/]*[0-~]?"
     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 )
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL,
+# C1 controls (8-bit CSI, OSC...), bidi overrides, line and paragraph separators.
+_JSON_RAW_CONTROLS = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def html(text: object) -> str:
@@ -68,3 +74,11 @@ def terminal(text: object) -> str:
     """Text safe to print to a terminal: no escape sequence, hyperlink or
     control character can reach it; newlines and tabs are kept."""
     return _TERMINAL_SEQUENCES.sub("", str(text))
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """JSON with every value whole, safe to print: control characters are
+    ``\\uXXXX`` escapes (they occur only inside strings, where JSON reads
+    them back as the same characters); other text stays as it is."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    return _JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

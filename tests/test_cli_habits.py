@@ -111,3 +111,17 @@ def test_csv_is_what_pythons_csv_module_writes(store):
     expected = io.StringIO()
     csv.writer(expected).writerows([header, *rows])
     assert text == expected.getvalue()
+
+
+def test_json_keeps_control_characters_as_escapes_a_terminal_cannot_act_on(pytester):
+    message = "red \\x9b31m \\x9d8;;http://evil\\x9c \\u202e end"
+    pytester.makepyfile(test_c1=f"def test_c1():\n    assert 0, '{message}'\n")
+    root = pytester.path / "store"
+    flags = ["--memory", "--memory-retries=0", "--no-memory-triage"]
+    pytester.runpytest(*flags, f"--memory-dir={root}")
+
+    raw = cli_out(root, "failures", "--json")
+
+    assert not any("\x7f" <= ch <= "\x9f" or ch == "\u202e" for ch in raw)
+    [record] = json.loads(raw)
+    assert "red \x9b31m \x9d8;;http://evil\x9c \u202e end" in record["message"]

@@ -7,11 +7,13 @@ with GitHub's tables) and the rendered HTML is searched for injected elements.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from markdown_it import MarkdownIt
 
 from testmem.agents.defects import DefectReport
-from testmem.memory.markup import html, md_cell, md_code, md_fence, md_text, terminal
+from testmem.memory.markup import html, json_text, md_cell, md_code, md_fence, md_text, terminal
 
 HOSTILE = [
     "test_x[`<img src=x onerror=alert(1)>`]",
@@ -111,3 +113,10 @@ def test_the_markdown_report_keeps_hostile_ids_routes_and_keys_as_text(tmp_path)
     page = rendered(render(weekly_report(History(store), weeks=1), "md"))
     own = ("<h2", "<strong")  # the report's own headings and figures
     assert [t for t in injected(page) if t not in own] == [] and "onerror" in page
+
+
+def test_json_text_escapes_what_a_terminal_acts_on_and_reads_back_whole() -> None:
+    value = {"k\x9b": ["\x9b31m", "\u2028", "\u202e", "é", "\x1b[2J"]}
+    text = json_text(value)
+    assert json.loads(text) == value
+    assert "é" in text and not any("\x7f" <= c <= "\x9f" or c in "\u2028\u202e" for c in text)

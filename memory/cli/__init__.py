@@ -10,7 +10,6 @@ import contextlib
 import csv
 import functools
 import io
-import json
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from testmem.memory.errors import DamagedFileWarning, TestmemError
-from testmem.memory.markup import terminal
+from testmem.memory.markup import json_text, terminal
 from testmem.memory.store import ENV_DIR, Store, resolve_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,16 +194,18 @@ def emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, as_json: boo
     A table cuts long cells only on a terminal, and not with --wide. CSV is
     what Python's csv module writes (excel dialect: commas, double quotes
     where needed, CRLF line ends), with a header row, empty cells for null,
-    times in ISO 8601, lists and objects as JSON, every value whole."""
+    times in ISO 8601, lists and objects as JSON, every value whole (on a
+    terminal, less its escape sequences and control characters)."""
     fmt = "json" if as_json else fmt
     if fmt == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]
-        click.echo(json.dumps(records, default=_jsonable, ensure_ascii=False, indent=2))
+        click.echo(json_text(records, default=_jsonable, indent=2))
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(columns)
-        writer.writerows([[_csv_cell(v) for v in row] for row in rows])
+        on_terminal = sys.stdout.isatty()
+        writer.writerows([[_csv_cell(v, on_terminal) for v in row] for row in rows])
         click.echo(buffer.getvalue(), nl=False)
     else:
         click.echo(table(columns, rows, max_width=_table_width()))
@@ -216,19 +217,20 @@ def _table_width() -> int | None:
     return 60 if on_terminal and not _root_output().wide else None
 
 
-def _csv_cell(value: Any) -> Any:
+def _csv_cell(value: Any, on_terminal: bool) -> Any:
+    """A CSV cell, whole; on a terminal, without what the terminal would act on."""
     if value is None:
         return ""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, list | dict | tuple):
-        return json.dumps(value, default=_jsonable, ensure_ascii=False)
-    return value
+        value = json_text(value, default=_jsonable)
+    return terminal(value) if on_terminal and isinstance(value, str) else value
 
 
 def emit_object(obj: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(obj, default=_jsonable, ensure_ascii=False, indent=2))
+        click.echo(json_text(obj, default=_jsonable, indent=2))
     else:
         width = max((len(k) for k in obj), default=0)
         for key, value in obj.items():

@@ -8,12 +8,12 @@ table of sparklines.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from testmem.memory.markup import json_text
 from testmem.memory.report.model import ENV_TZ, Period, Report, ReportError, resolve_tz
 from testmem.memory.report.text import render_markdown, render_trends
 
@@ -65,7 +65,7 @@ def render(report: Report, fmt: str) -> str:
     if fmt == "md":
         return render_markdown(report)
     if fmt == "json":
-        return json.dumps(report.to_dict(), ensure_ascii=False, indent=1, default=str) + "\n"
+        return json_text(report.to_dict(), indent=1, default=str) + "\n"
     raise ReportError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
