@@ -64,6 +64,24 @@ def scope_template(scope: dict[str, Any] | None) -> str | None:
 _CONVERTOR = re.compile(r"\{(\w+):[^}]*\}")
 
 
+def url_rule_template(app: Any, method: str, path: str, script_name: str = "") -> str | None:
+    """The rule a Flask (or any werkzeug ``url_map``) app matches for this
+    request, as a template: ``/users/<int:id>`` is ``/users/{id}``."""
+    url_map = getattr(app, "url_map", None)
+    if url_map is None:
+        return None
+    try:
+        rule, _ = url_map.bind("localhost", script_name=script_name or None).match(
+            path, method, return_rule=True
+        )
+    except Exception:  # not found, wrong method, a redirect: no rule to name
+        return None
+    return script_name.rstrip("/") + _WERKZEUG_PARAMETER.sub(r"{\1}", rule.rule)
+
+
+_WERKZEUG_PARAMETER = re.compile(r"<(?:[^:<>]+:)?(\w+)>")
+
+
 class OpenApiRoutes:
     """The paths of an OpenAPI document, matched segment by segment."""
 

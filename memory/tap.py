@@ -16,6 +16,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -247,3 +248,9 @@ def activate(tap: Tap | None) -> None:
 
 def active_tap() -> Tap | None:
     return _active
+
+
+# Set while an exchange is being recorded, so what it is sent through (requests
+# through urllib3, an httpx client through a `RecordingTransport`) does not
+# record it a second time.
+recording: ContextVar[bool] = ContextVar("testmem_recording", default=False)

@@ -29,6 +29,7 @@ import asyncio
 import httpx
 import pytest
 import requests
+import urllib3
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -106,6 +107,13 @@ def test_multipart_upload():
     with TestClient(app) as client:
         sent = client.post("/upload", files={"file": ("photo.bin", b"\\x89PNG" + b"x" * 5000)})
     assert sent.json() == {"size": 5004, "filename": "photo.bin"}
+
+
+def test_urllib3(api_base_url):
+    pool = urllib3.PoolManager()
+    assert pool.request("GET", api_base_url + "/users/1").json()["id"] == 1
+    streamed = pool.request("GET", api_base_url + "/inventory", preload_content=False)
+    assert b"".join(streamed.stream(16))
 """
 )
 
@@ -119,6 +127,7 @@ EXPECTED = {
     "test_wsgi_transport_on_a_mount": [("GET", "/items/7", 200), ("GET", "/health", 200)],
     "test_starlette_testclient": [("GET", "/profiles/ross", 200)],
     "test_multipart_upload": [("POST", "/upload", 200)],
+    "test_urllib3": [("GET", "/users/1", 200), ("GET", "/inventory", 200)],
 }
 
 
@@ -145,6 +154,13 @@ def test_every_client_and_transport_is_recorded_without_code_changes(clients_run
         for test, xs in recorded.items()
     }
     assert seen == EXPECTED
+
+
+def test_urllib3_bodies_are_recorded_preloaded_and_streamed(clients_run):
+    _, recorded = clients_run
+    user, inventory = recorded["test_urllib3"]
+    assert json.loads(user["response_body"])["id"] == 1
+    assert inventory["response_body"] and json.loads(inventory["response_body"])
 
 
 def test_a_multipart_upload_is_recorded_and_sent_intact(clients_run):

@@ -1,7 +1,7 @@
 """Interception: every HTTP exchange the test process makes reaches the tap.
 
 As vcrpy and responses do, testmem patches the HTTP libraries where they
-send (`on_httpx`, `on_requests`), so a suite records as it is, whatever
+send (`on_httpx`, `on_requests`, `on_urllib3`, `on_werkzeug`), so a suite records as it is, whatever
 client, transport or SDK it uses. A library already imported is patched at
 once; one imported later is patched as its import completes (an import hook),
 so a suite that never imports httpx or requests never pays for them.
@@ -26,6 +26,8 @@ _PATCHERS = {
     "httpx2": "testmem.memory.intercept.on_httpx",
     "requests": "testmem.memory.intercept.on_requests",
     "starlette.testclient": "testmem.memory.intercept.on_starlette",  # for the matched route
+    "werkzeug.test": "testmem.memory.intercept.on_werkzeug",  # Flask's test_client()
+    "urllib3.connectionpool": "testmem.memory.intercept.on_urllib3",  # requests skips it
 }
 _patched: dict[str, tuple[ModuleType, Callable[[], None]]] = {}
 _users = 0  # recorders that asked for interception (pytester nests sessions)

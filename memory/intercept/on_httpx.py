@@ -16,18 +16,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
-from testmem.memory.routes import scope_template
-from testmem.memory.tap import Body, Capture, Tap, active_tap
+from testmem.memory.routes import scope_template, url_rule_template
+from testmem.memory.tap import Body, Capture, Tap, active_tap, recording
 
-# Set while an exchange is being recorded, so a `RecordingTransport` inside a
-# patched client does not record it a second time.
-recording: ContextVar[bool] = ContextVar("testmem_recording", default=False)
 # The request being sent, for an in-process app to say which route it matched.
 sending: ContextVar[httpx.Request | None] = ContextVar("testmem_sending", default=None)
-_scopes: weakref.WeakKeyDictionary[httpx.Request, dict[str, Any]] = weakref.WeakKeyDictionary()
+# An in-process request's route, once its app has routed it (never holding the request).
+_routes: weakref.WeakKeyDictionary[httpx.Request, Callable[[], str | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def patch(lib: ModuleType) -> Callable[[], None]:
@@ -48,20 +49,28 @@ def patch(lib: ModuleType) -> Callable[[], None]:
             return await asynchronous(self, request)
         return await send_async(tap, request, lambda r: asynchronous(self, r), lib)
 
-    asgi = lib.ASGITransport.handle_async_request
+    asgi, wsgi = lib.ASGITransport.handle_async_request, lib.WSGITransport.handle_request
 
     async def handle_async_request(self: Any, request: httpx.Request) -> httpx.Response:
         observe(self)
         return await asgi(self, request)
 
+    def handle_request(self: Any, request: httpx.Request) -> httpx.Response:
+        # The app matches PATH_INFO, which httpx sets to the whole path.
+        app, method, path = self.app, request.method, unquote(request.url.path)
+        _routes[request] = lambda: url_rule_template(app, method, path)  # Flask's rule
+        return wsgi(self, request)
+
     lib.Client._send_single_request = _send_single_request
     lib.AsyncClient._send_single_request = _async_send_single_request
     lib.ASGITransport.handle_async_request = handle_async_request
+    lib.WSGITransport.handle_request = handle_request
 
     def undo() -> None:
         lib.Client._send_single_request = sync
         lib.AsyncClient._send_single_request = asynchronous
         lib.ASGITransport.handle_async_request = asgi
+        lib.WSGITransport.handle_request = wsgi
 
     return undo
 
@@ -135,7 +144,7 @@ def respond(capture: Capture, response: httpx.Response, lib: ModuleType) -> None
         body = Body()
         capture.respond(response.status_code, response.headers.multi_items(), body)
         capture.content = lambda: response.__dict__.get("_content")
-        capture.route = lambda: scope_template(_scopes.get(response.request))
+        capture.route = lambda: _route_of(response.request)
         response.stream = tee_class(lib)(response.stream, body, capture.finish)
     except Exception:
         capture.finish()  # recorded as far as it got: our trouble is not the exchange's
@@ -152,11 +161,16 @@ def observe(transport: Any) -> None:
     async def observed(scope: dict[str, Any], receive: Any, send: Any) -> None:
         request = sending.get()
         if request is not None and scope.get("type") == "http":
-            _scopes[request] = scope
+            _routes[request] = lambda: scope_template(scope)
         await app(scope, receive, send)
 
     observed.testmem_observed = True  # type: ignore[attr-defined]
     transport.app = observed
+
+
+def _route_of(request: httpx.Request) -> str | None:
+    route = _routes.get(request)
+    return route() if route is not None else None
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from testmem.memory.tap import Body, Capture, Tap, active_tap
+from testmem.memory.tap import Body, Capture, Tap, active_tap, recording
 
 
 def patch(_: ModuleType) -> Callable[[], None]:
@@ -26,13 +26,15 @@ def patch(_: ModuleType) -> Callable[[], None]:
         tap = active_tap()
         if tap is None:
             return original(self, request, **kwargs)
-        capture = _begin(tap, request)
+        capture, token = _begin(tap, request), recording.set(True)
         try:
             response = original(self, request, **kwargs)
         except Exception as error:
             if capture:
                 capture.fail(error)
             raise
+        finally:
+            recording.reset(token)
         if capture:
             _respond(capture, response.history[0] if response.history else response)
         return response
