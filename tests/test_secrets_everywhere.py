@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from testmem.memory.cli import cli
+from tests.stored_text import files_containing
 
 SECRETS = {
     "authorization header": "PLANTED-bearer-hdr-7f3a9c21",
@@ -62,15 +63,6 @@ def test_escalated_with_a_token_in_the_message(api_client):
     token = "Bearer " + S["bearer in an assertion message"]
     assert response.status_code == 200, f"call with {{token}} failed: {{response.text}}"
 """
-
-
-def files_containing(root: Path, secret: str) -> list[str]:
-    needle = secret.encode()
-    return [
-        str(p.relative_to(root))
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and needle in p.read_bytes()
-    ]
 
 
 def test_no_planted_secret_reaches_any_file_of_the_store(

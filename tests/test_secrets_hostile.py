@@ -8,18 +8,14 @@ spellings, by a pattern in free text, or as a value already masked once.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import textwrap
-from pathlib import Path
 
-import duckdb
 import pytest
 from click.testing import CliRunner
 
 from testmem.memory.cli import cli
 from testmem.memory.redact import MASK
+from tests.stored_text import file_texts
 
 BY_NAME = {
     "Api-Key": "sApiKey4817aa",
@@ -124,19 +120,6 @@ def _serve_leaks(stub_api) -> None:  # type: ignore[no-untyped-def]
     stub_api.answer("/binary", body=binary, Content_Type="application/octet-stream")
 
 
-def store_text(store: Path) -> str:
-    """Everything the store holds as text: files, Parquet cells, base64 cells decoded."""
-    texts = [p.read_bytes().decode("latin-1") for p in store.rglob("*") if p.is_file()]
-    db = duckdb.connect()
-    for path in store.rglob("*.parquet"):
-        for row in db.execute("SELECT * FROM read_parquet(?)", [str(path)]).fetchall():
-            for cell in map(str, row):
-                texts.append(cell)
-                with contextlib.suppress(binascii.Error, ValueError):
-                    texts.append(base64.b64decode(cell, validate=True).decode("latin-1"))
-    return "\n".join(texts)
-
-
 @pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["in-process", "xdist"])
 def test_secrets_a_real_api_leaks_reach_no_file(
     pytester: pytest.Pytester, stub_api, workers: list[str]
@@ -159,7 +142,7 @@ def test_secrets_a_real_api_leaks_reach_no_file(
     for fmt in ("md", "html"):
         args = ["--dir", str(store), "report", "--format", fmt, "--out", f"{out}.{fmt}"]
         assert runner.invoke(cli, args).exit_code == 0
-    found = store_text(store)
+    found = "\n".join(file_texts(store).values())
     assert {name for name, secret in SECRETS.items() if secret in found} == set()
     # ...in a real recording, masked where the secrets were, the rest kept:
     assert MASK in found and "keep-me" in found and "test_login" in found
