@@ -56,7 +56,7 @@ def _named(text: str, exchanges: Sequence[HttpExchanged]) -> list[HttpExchanged]
 
 
 def _names(text: str, x: HttpExchanged) -> int:
-    path = urlsplit(x.url).path
+    path = _path(x.url)
     named = int(len(path) > 1 and path in text)
     if x.status is not None and re.search(rf"(?<![\w.:]){x.status}(?![\w.])", text):
         named += 1
@@ -64,3 +64,10 @@ def _names(text: str, x: HttpExchanged) -> int:
     if any(word in text for word in _FRAGMENT.findall(head)[:50]):
         named += 1
     return named
+
+
+def _path(url: str) -> str:
+    try:
+        return urlsplit(url).path
+    except ValueError:  # a URL that does not parse names no path
+        return ""

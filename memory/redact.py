@@ -90,6 +90,16 @@ def _secret_word(word: str, before: str, extra: frozenset[str]) -> bool:
     return len(word) > 6 and word.endswith(_GLUED_SUFFIXES)
 
 
+def _still_a_url(url: str) -> str:
+    """A masked URL that still parses: brackets in a host mean an IPv6
+    address, so a mask that landed there loses them."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        return url.replace(MASK, MASK.strip("[]"))
+    return url
+
+
 # -- patterns in free text ---------------------------------------------------------
 
 _QUOTED = r"\"(?:[^\"\\\n]|\\.){0,4096}\"|'(?:[^'\\\n]|\\.){0,4096}'"
@@ -192,7 +202,7 @@ class Redactor:
         for name, value in headers:
             key = name.lower()
             if self.secret_header(key):
-                self._remember_header(value)
+                self._remember_header(key, value)
                 value = MASK
             else:
                 value = self.text(value)
@@ -208,7 +218,7 @@ class Redactor:
         if query != parts.query:  # re-encoded only when masked: the recorded URL is the one sent
             url = urlunsplit(parts._replace(query=query))
         needs_text = "@" in url or _SHAPE_TRIGGERS.search(url)
-        return self.text(url) if needs_text else self.scrub(url)
+        return _still_a_url(self.text(url) if needs_text else self.scrub(url))
 
     def _query(self, query: str) -> str:
         pairs = parse_qsl(query, True)
@@ -304,13 +314,15 @@ class Redactor:
         elif value is not None and not isinstance(value, bool):
             self.remember(str(value))
 
-    def _remember_header(self, value: str) -> None:
-        """A header's value, its credential after the scheme, each cookie's value,
-        and the password inside Basic credentials."""
+    def _remember_header(self, name: str, value: str) -> None:
+        """A header's value, its credential after the scheme, each cookie's
+        value (a ``Set-Cookie``'s first pair: the rest are its attributes, a
+        path or a domain), and the password inside Basic credentials."""
         self.remember(value)
         scheme, _, credential = value.strip().partition(" ")
         self.remember(credential)
-        for cookie in value.split(";"):
+        cookies = value.split(";")
+        for cookie in cookies[:1] if name == "set-cookie" else cookies:
             self.remember(cookie.partition("=")[2])
         if scheme.lower() == "basic":
             try:
