@@ -404,11 +404,12 @@ class Recorder:
     ) -> FailureObserved:
         described = getattr(report, "testmem_failure", None) or self._describe_longrepr(report)
         crash = getattr(report.longrepr, "reprcrash", None)
-        explained, rule = (
-            explaining_exchange(described["message"], phase, exchanges)
-            if exchanges
-            else (None, None)
-        )
+        explained, rule = None, None
+        try:  # a heuristic: whatever it meets, the failure is recorded
+            if exchanges:
+                explained, rule = explaining_exchange(described["message"], phase, exchanges)
+        except Exception as exc:
+            self._errors.append(f"explaining {nodeid}: {type(exc).__name__}: {exc}")
         return FailureObserved(
             run_id=self.run_id,
             occurred_at=_ended_at(report),
