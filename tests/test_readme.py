@@ -14,9 +14,16 @@ from testmem.agents.cli import cli
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
+def subcommands(group: click.Group) -> dict[str, click.Command]:
+    """Every command of the group, its module imported if it was not yet."""
+    context = click.Context(group)
+    found = {name: group.get_command(context, name) for name in group.list_commands(context)}
+    return {name: command for name, command in found.items() if command is not None}
+
+
 def command_paths(group: click.Group, prefix: str = "testmem") -> list[str]:
     paths = []
-    for name, command in group.commands.items():
+    for name, command in subcommands(group).items():
         path = f"{prefix} {name}"
         paths.append(path)
         if isinstance(command, click.Group):
@@ -32,7 +39,7 @@ def test_every_command_is_in_the_readme() -> None:
 def test_every_command_has_help_ending_with_an_example() -> None:
     def examples(group: click.Group) -> list[tuple[str, bool]]:
         found = []
-        for name, command in group.commands.items():
+        for name, command in subcommands(group).items():
             found.append((name, "Example:" in (command.help or "")))
             if isinstance(command, click.Group):
                 found += examples(command)

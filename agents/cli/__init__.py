@@ -6,10 +6,8 @@ from testmem.memory.cli import cli, main
 
 __all__ = ["cli", "main"]
 
-# Importing a command module registers its commands.
-from testmem.agents.cli import (
-    defects,  # noqa: F401  (defects, defects flush)
-    demo,  # noqa: F401  (demo)
-    heal,  # noqa: F401  (heal propose|apply, heals, generate)
-    triage,  # noqa: F401  (triage, decisions)
-)
+# Where each command lives: its module is imported when the command is asked for.
+cli.lazy("testmem.agents.cli.defects", "defects")
+cli.lazy("testmem.agents.cli.demo", "demo")
+cli.lazy("testmem.agents.cli.heal", "heal", "heals", "generate")
+cli.lazy("testmem.agents.cli.triage", "triage", "decisions")

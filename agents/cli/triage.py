@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from testmem.agents.triage import Triage, decisions
 from testmem.memory.cli import cli, emit, json_option, open_store, output_options
 from testmem.memory.markup import terminal
-from testmem.memory.query import History
-from testmem.memory.store import Store
+
+if TYPE_CHECKING:
+    from testmem.memory.store import Store
 
 
 @cli.command()
@@ -43,6 +43,8 @@ def triage(
 
     Example: testmem triage --run latest
     """
+    from testmem.agents.triage import Triage
+
     store = open_store()
     decide = _agent_decider(store, model_config)
     result = Triage(store, heal=not no_heal, escalate=not no_escalate, decide=decide).run(
@@ -77,6 +79,9 @@ def decisions_command(run: str, fmt: str, as_json: bool) -> None:
 
     Example: testmem decisions --run latest --json
     """
+    from testmem.agents.triage import decisions
+    from testmem.memory.query import History
+
     history = History(open_store())
     result = decisions(history, history.resolve_run(run))
     emit(result.columns, result.rows, fmt, as_json)

@@ -17,13 +17,17 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from testmem.memory.config import env_name
 from testmem.memory.errors import DamagedFileWarning, TestmemError
 from testmem.memory.markup import json_text, terminal
-from testmem.memory.store import ENV_DIR, Store, resolve_dir
+
+if TYPE_CHECKING:
+    from testmem.memory.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +41,25 @@ class CliError(click.ClickException):
 
 class _Group(click.Group):
     """Turns library errors, and click's own usage errors, into one-line CLI
-    errors, never tracebacks."""
+    errors, never tracebacks; and imports a command's module only when the
+    command is asked for, so that each command loads what it uses alone
+    (``--help`` imports them all: they import their libraries in the commands)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.modules: dict[str, str] = {}  # command name -> the module that defines it
+
+    def lazy(self, module: str, *names: str) -> None:
+        """Commands ``names`` are defined (registered on import) by ``module``."""
+        self.modules.update(dict.fromkeys(names, module))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.modules})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.modules:
+            import_module(self.modules[cmd_name])
+        return self.commands.get(cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
@@ -125,7 +147,8 @@ _python_warning = warnings.showwarning
 @click.option(
     "--dir",
     "store_dir",
-    help=f"Store directory or s3://BUCKET/PREFIX [${ENV_DIR}; [tool.testmem] dir; data/].",
+    help=f"Store directory or s3://BUCKET/PREFIX [${env_name('memory_dir')}; "
+    "[tool.testmem] dir; data/].",
 )
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), help="Output of listings [table].")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -142,11 +165,15 @@ def cli(
 
     Example: testmem runs --json
     """
+    from testmem.memory.store import resolve_dir
+
     ctx.meta[_OUTPUT] = Output(fmt, as_json, wide)
     ctx.obj = resolve_dir(store_dir)
 
 
 def open_store(must_exist: bool = True) -> Store:
+    from testmem.memory.store import Store
+
     return Store.open(click.get_current_context().find_root().obj, must_exist=must_exist)
 
 
@@ -282,12 +309,16 @@ def main() -> None:
         sys.stderr.close()
 
 
-# Importing a command module registers its commands.
-from testmem.memory.cli import (  # noqa: E402
-    incidents,  # noqa: F401  (similar, incidents, incident, cluster, label, merge, reindex)
-    log,  # noqa: F401  (runs, history, failures, flaky, query, compact, stats)
-    maintenance,  # noqa: F401  (doctor, purge)
-    quarantine,  # noqa: F401  (quarantine, unquarantine)
-    report,  # noqa: F401  (report, trends, summary, import junit, export junit)
-    routes,  # noqa: F401  (routes)
+# Where each command lives: its module is imported when the command is asked for.
+cli.lazy(
+    "testmem.memory.cli.incidents",
+    *("similar", "incidents", "incident", "cluster", "label", "merge", "reindex"),
 )
+cli.lazy(
+    "testmem.memory.cli.log",
+    *("runs", "history", "failures", "flaky", "query", "compact", "stats"),
+)
+cli.lazy("testmem.memory.cli.maintenance", "doctor", "purge")
+cli.lazy("testmem.memory.cli.quarantine", "quarantine", "unquarantine")
+cli.lazy("testmem.memory.cli.report", "report", "trends", "summary", "import", "export")
+cli.lazy("testmem.memory.cli.routes", "routes")

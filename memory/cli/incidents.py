@@ -16,7 +16,6 @@ from testmem.memory.cli import (
     open_store,
     output_options,
 )
-from testmem.memory.index import import_chroma
 
 _LABELS = ("product-bug", "flaky", "test-outdated", "infra")  # testmem.memory.incidents.LABELS
 
@@ -38,6 +37,7 @@ def similar(text: str | None, failure_id: str | None, k: int, fmt: str, as_json:
     store = open_store()
 
     from testmem.memory.incidents import Matcher, find_failure
+    from testmem.memory.index import import_chroma
     from testmem.memory.query import History
 
     import_chroma()  # the cheap way for a process that ends after one answer

@@ -12,10 +12,13 @@ import click
 
 from testmem.memory.cli import F, cli, open_store
 from testmem.memory.markup import terminal
-from testmem.memory.report.model import ENV_TZ
 
 if TYPE_CHECKING:
     from testmem.memory.report import Report
+
+# testmem.memory.report.model.ENV_TZ, not imported: the report's modules load
+# only with the report (tests/test_cli_imports.py keeps the two alike).
+ENV_TZ = "TESTMEM_TZ"
 
 _DATE = click.DateTime(["%Y-%m-%d"])
 
