@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
+from testmem.memory.answers import answer
 from testmem.memory.cli import cli, emit, emit_object, json_option, open_store, output_options
+
+if TYPE_CHECKING:
+    from testmem.memory.query import Rows
+    from testmem.memory.store import Store
 
 # The table's columns; JSON and CSV give every key of `testmem.agents.defects.defects`.
 _COLUMNS = ["defect_id", "severity", "occurrences", "status", "reference", "title"]
@@ -20,11 +27,20 @@ def defects(ctx: click.Context, fmt: str, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from testmem.agents.defects import defects as list_defects
-
-    rows = list_defects(open_store())
+    store = open_store()
+    outbox = store.root / "defects" / "outbox"  # pending defects live there, not in the log
+    rows = answer(store, "defects", {}, lambda: _defects(store), inputs=[outbox]).dicts()
     columns = list(rows[0]) if rows and (as_json or fmt != "table") else _COLUMNS
     emit(columns, [tuple(r[c] for c in columns) for r in rows], fmt, as_json)
+
+
+def _defects(store: Store) -> Rows:
+    from testmem.agents.defects import defects as list_defects
+    from testmem.memory.query import Rows
+
+    found = list_defects(store)
+    columns = list(found[0]) if found else []
+    return Rows(columns, [tuple(r[c] for c in columns) for r in found])
 
 
 @defects.command()

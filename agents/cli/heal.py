@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from testmem.memory.answers import answer
 from testmem.memory.cli import CliError, cli, emit, open_store, output_options
 
 
@@ -82,7 +83,8 @@ def heals(fmt: str, as_json: bool) -> None:
     from testmem.agents.healer import heals as list_heals
     from testmem.memory.query import History
 
-    result = list_heals(History(open_store()))
+    store = open_store()
+    result = answer(store, "heals", {}, lambda: list_heals(History(store)))
     emit(result.columns, result.rows, fmt, as_json)
 
 

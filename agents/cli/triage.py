@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from testmem.memory.answers import answer
 from testmem.memory.cli import cli, emit, json_option, open_store, output_options
 from testmem.memory.markup import terminal
 
 if TYPE_CHECKING:
+    from testmem.memory.query import Rows
     from testmem.memory.store import Store
 
 
@@ -79,9 +81,14 @@ def decisions_command(run: str, fmt: str, as_json: bool) -> None:
 
     Example: testmem decisions --run latest --json
     """
+    store = open_store()
+    result = answer(store, "decisions", {"run": run}, lambda: _decisions(store, run))
+    emit(result.columns, result.rows, fmt, as_json)
+
+
+def _decisions(store: Store, run: str) -> Rows:
     from testmem.agents.triage import decisions
     from testmem.memory.query import History
 
-    history = History(open_store())
-    result = decisions(history, history.resolve_run(run))
-    emit(result.columns, result.rows, fmt, as_json)
+    history = History(store)
+    return decisions(history, history.resolve_run(run))

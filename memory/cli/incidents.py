@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from testmem.memory.answers import answer
 from testmem.memory.cli import (
     CliError,
     cli,
@@ -16,6 +18,10 @@ from testmem.memory.cli import (
     open_store,
     output_options,
 )
+
+if TYPE_CHECKING:
+    from testmem.memory.query import Rows
+    from testmem.memory.store import Store
 
 _LABELS = ("product-bug", "flaky", "test-outdated", "infra")  # testmem.memory.incidents.LABELS
 
@@ -35,10 +41,21 @@ def similar(text: str | None, failure_id: str | None, k: int, fmt: str, as_json:
     if k < 1:
         raise CliError("-k must be at least 1")
     store = open_store()
+    asked = {"text": text, "failure": failure_id, "k": k, **_ENV_OF_SIMILAR()}
+    result = answer(store, "similar", asked, lambda: _similar(store, text, failure_id, k))
+    emit(result.columns, result.rows, fmt, as_json)
 
+
+def _ENV_OF_SIMILAR() -> dict[str, str | None]:
+    """What else `similar` depends on: the index and the model it is told to use."""
+    names = ("TESTMEM_CHROMA_URL", "TESTMEM_MODEL", "TESTMEM_EMBED_BACKEND")
+    return {name: os.environ.get(name) for name in names}
+
+
+def _similar(store: Store, text: str | None, failure_id: str | None, k: int) -> Rows:
     from testmem.memory.incidents import Matcher, find_failure
     from testmem.memory.index import import_chroma
-    from testmem.memory.query import History
+    from testmem.memory.query import History, Rows
 
     import_chroma()  # the cheap way for a process that ends after one answer
     matcher = Matcher(store)
@@ -47,7 +64,7 @@ def similar(text: str | None, failure_id: str | None, k: int, fmt: str, as_json:
     else:
         found = matcher.similar(text or "", k)
     rows = [(c.incident_id, round(c.score, 3), round(c.cosine, 3), c.why) for c in found]
-    emit(["incident_id", "score", "cosine", "why"], rows, fmt, as_json)
+    return Rows(["incident_id", "score", "cosine", "why"], rows)
 
 
 @cli.command()
@@ -59,23 +76,24 @@ def incidents(open_only: bool, resolve_after: int, fmt: str, as_json: bool) -> N
 
     Example: testmem incidents --open --json
     """
-    from testmem.memory.incidents import Incidents
+    store = open_store()
+    asked = {"open": open_only, "resolve_after": resolve_after}
+    result = answer(store, "incidents", asked, lambda: _incidents(store, open_only, resolve_after))
+    emit(result.columns, result.rows, fmt, as_json)
 
-    found = Incidents(open_store(), resolve_after).list(open_only)
+
+def _incidents(store: Store, open_only: bool, resolve_after: int) -> Rows:
+    from testmem.memory.incidents import Incidents
+    from testmem.memory.query import Rows
+
+    found = Incidents(store, resolve_after).list(open_only)
     columns = ["incident_id", "status", "label", "occurrences", "tests", "last_seen", "message"]
     rows = [
-        (
-            i.incident_id,
-            i.status,
-            i.label,
-            i.occurrences,
-            len(i.tests),
-            i.last_seen,
-            i.sample_message,
-        )
+        (i.incident_id, i.status, i.label, i.occurrences, len(i.tests), i.last_seen,
+         i.sample_message)
         for i in found
-    ]
-    emit(columns, rows, fmt, as_json)
+    ]  # fmt: skip
+    return Rows(columns, rows)
 
 
 @cli.command()

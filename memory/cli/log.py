@@ -6,6 +6,7 @@ import dataclasses
 
 import click
 
+from testmem.memory.answers import answer
 from testmem.memory.cli import cli, emit, emit_record, open_store, output_options
 from testmem.memory.query import History, QueryLimits
 
@@ -18,7 +19,8 @@ def runs(limit: int, fmt: str, as_json: bool) -> None:
 
     Example: testmem runs -n 5
     """
-    result = History(open_store()).runs(limit)
+    store = open_store()
+    result = answer(store, "runs", {"limit": limit}, lambda: History(store).runs(limit))
     emit(result.columns, result.rows, fmt, as_json)
 
 
@@ -43,7 +45,8 @@ def failures(run: str | None, fmt: str, as_json: bool) -> None:
 
     Example: testmem failures --run 0193a1
     """
-    result = History(open_store()).failures(run)
+    store = open_store()
+    result = answer(store, "failures", {"run": run}, lambda: History(store).failures(run))
     emit(result.columns, result.rows, fmt, as_json)
 
 
