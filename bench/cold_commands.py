@@ -8,10 +8,12 @@ one SQLite file, and ``sqlite-utils query FILE "SELECT * FROM LISTING"``
 answers it: the least a SQLite-backed tool could do, no computing at all.
 sqlite-utils runs from a venv of its own, as ``pipx install sqlite-utils``
 leaves it (in testmem's venv it imports pandas, which is installed there,
-and takes ~0.5 s more). Every command is a fresh process; the rounds
-alternate the two sides, rotating their order. Also timed alone: ``--help``,
-``similar`` on a seen text (its embedding cached) and on an unseen one (the
-model runs), ``doctor``.
+and takes ~0.5 s more). testmem is timed twice per listing: computing the
+answer (no kept answer: the first listing after a commit) and answering from
+its kept answer (asked before, the log unchanged). Every command is a fresh
+process; each round rotates the order of the sides. Also: ``--help`` beside
+``sqlite-utils --help``; ``similar`` on a seen text (its embedding cached)
+and on an unseen one (a new text each round: the model runs); ``doctor``.
 
     python -m bench.cold_commands [--rounds 5]
 """
@@ -19,11 +21,15 @@ model runs), ``doctor``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import PYTHON, ROOT, Timing, median, table, timed
@@ -49,7 +55,7 @@ UNSEEN = [  # one new wording a round: no embedding of it is cached
 ]  # fmt: skip
 
 
-SEEN_ROW, UNSEEN_ROW = "`testmem similar` (seen text)", "`testmem similar` (unseen text)"
+UNSEEN_ROW = "`similar` on an unseen text"
 
 
 def sqlite_utils_venv(where: Path) -> str:
@@ -79,63 +85,81 @@ def export(store: Path, database: Path) -> None:
         db[listing].insert_all(rows, alter=True)
 
 
-def pairs(store: Path, database: Path, sqlite_utils: str) -> dict[str, list[list[str]]]:
+@dataclass
+class Side:
+    """One way of answering a question: a command, and what is done (untimed) before it."""
+
+    label: str
+    command: list[str]
+    before: Callable[[], None] = lambda: None
+
+
+def questions(store: Path, database: Path, sqlite_utils: str) -> dict[str, list[Side]]:
+    """Per question, its sides; the last one, where there is one, is sqlite-utils."""
     at = [TESTMEM, "--dir", str(store)]
+    forget = functools.partial(shutil.rmtree, store / "answers", ignore_errors=True)
+
+    def warm(command: list[str]) -> Callable[[], None]:
+        return lambda: subprocess.run(command, env=ENV, capture_output=True, check=True)
+
+    def sqlite_utils_query(listing: str) -> list[str]:
+        return [sqlite_utils, "query", str(database), f"SELECT * FROM {listing}", "--table"]
+
     found = {
-        f"`testmem {listing}`": [
-            [*at, listing],
-            [sqlite_utils, "query", str(database), f"SELECT * FROM {listing}", "--table"],
+        f"`{listing}`": [
+            Side("testmem, computed", [*at, listing], forget),
+            Side("testmem, kept answer", [*at, listing], warm([*at, listing])),
+            Side("sqlite-utils", sqlite_utils_query(listing)),
         ]
         for listing in LISTINGS
     }
-    found["`testmem --help`"] = [[TESTMEM, "--help"], [sqlite_utils, "--help"]]
+    found["`--help`"] = [Side("testmem", [TESTMEM, "--help"]),
+                         Side("sqlite-utils", [sqlite_utils, "--help"])]  # fmt: skip
+    seen = [*at, "similar", SEEN]
+    found["`similar` on a seen text"] = [
+        Side("testmem, computed (embedding cached)", seen, forget),
+        Side("testmem, kept answer", seen, warm(seen)),
+    ]
+    found["`doctor`"] = [Side("testmem", [*at, "doctor"])]
+    found["the interpreter alone"] = [Side("`python -c pass`", [PYTHON, "-c", "pass"])]
     return found
 
 
-def alone(store: Path) -> dict[str, list[str]]:
-    at = [TESTMEM, "--dir", str(store)]
-    return {
-        SEEN_ROW: [*at, "similar", SEEN],
-        "`testmem doctor`": [*at, "doctor"],
-        "`python -c pass` (the interpreter alone)": [PYTHON, "-c", "pass"],
-    }
+Timings = dict[str, dict[str, list[Timing]]]  # question -> side -> a timing per round
 
 
-Paired = dict[str, list[tuple[Timing, Timing]]]  # (testmem, sqlite-utils), a round each
-Single = dict[str, list[Timing]]
-
-
-def measure(store: Path, database: Path, sqlite_utils: str, rounds: int) -> tuple[Paired, Single]:
-    """Per command, a timing each round: beside sqlite-utils (the order of the
-    two alternating), or alone."""
-    compared, single = pairs(store, database, sqlite_utils), alone(store)
-    paired: Paired = {name: [] for name in compared}
-    lone: Single = {name: [] for name in [*single, UNSEEN_ROW]}
-    timed(single[SEEN_ROW], env=ENV)  # the seen text's embedding is cached from here on
+def measure(questions: dict[str, list[Side]], store: Path, rounds: int) -> Timings:
+    """A timing per side per round, the sides' order rotating round by round;
+    ``similar`` on an unseen text (a new one each round) at the end of each."""
+    timings: Timings = {q: {side.label: [] for side in sides} for q, sides in questions.items()}
+    timings[UNSEEN_ROW] = {"testmem, computed (the model runs)": []}
     for n in range(rounds):
-        for name, (ours, theirs) in compared.items():
-            if n % 2:
-                theirs_t, ours_t = timed(theirs, env=ENV), timed(ours, env=ENV)
-            else:
-                ours_t, theirs_t = timed(ours, env=ENV), timed(theirs, env=ENV)
-            paired[name].append((ours_t, theirs_t))
-        for name, command in single.items():
-            lone[name].append(timed(command, env=ENV, ok=(0, 1)))  # doctor: 1 = problems found
+        for question, sides in questions.items():
+            for side in sides[n % len(sides) :] + sides[: n % len(sides)]:
+                side.before()
+                # doctor: 1 means problems found, which is a timing all the same
+                timings[question][side.label].append(timed(side.command, env=ENV, ok=(0, 1)))
         unseen = [TESTMEM, "--dir", str(store), "similar", UNSEEN[n % len(UNSEEN)]]
-        lone[UNSEEN_ROW].append(timed(unseen, env=ENV))
-    return paired, lone
+        timings[UNSEEN_ROW]["testmem, computed (the model runs)"].append(timed(unseen, env=ENV))
+    return timings
 
 
-def report(paired: Paired, lone: Single, rounds: int) -> str:
-    rows = [
-        [name, _fig([t[0] for t in found]), _fig([t[1] for t in found]),
-         f"{median([ours.wall_s / theirs.wall_s for ours, theirs in found]):.2f}"]
-        for name, found in paired.items()
-    ]  # fmt: skip
-    rows += [[name, _fig(found), "", ""] for name, found in lone.items()]
-    header = ["cold process", "testmem wall / CPU s", "sqlite-utils wall / CPU s", "wall ratio"]
+def report(timings: Timings, rounds: int) -> str:
+    rows = []
+    for question, sides in timings.items():
+        theirs = sides.get("sqlite-utils")
+        for label, found in sides.items():
+            ratio = (
+                f"{median([a.wall_s / b.wall_s for a, b in zip(found, theirs, strict=True)]):.2f}"
+                if theirs and label != "sqlite-utils"
+                else ""
+            )
+            rows.append([question, label, _fig(found), ratio])
+    header = ["cold command", "side", "wall / CPU s", "wall / sqlite-utils"]
     load = os.getloadavg()[0]
-    return f"median of {rounds} rounds, load average {load:.1f}:\n\n" + table(header, rows)
+    return f"median of {rounds} rounds, load average {load:.1f} at the end:\n\n" + table(
+        header, rows
+    )
 
 
 def _fig(timings: list[Timing]) -> str:
@@ -152,7 +176,8 @@ def main(argv: list[str] | None = None) -> str:
     export(store, database)
     sqlite_utils = sqlite_utils_venv(ROOT / "bench" / "out" / "sqlite-utils-venv")
     print(f"load average before: {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    text = report(*measure(store, database, sqlite_utils, args.rounds), args.rounds)
+    asked = questions(store, database, sqlite_utils)
+    text = report(measure(asked, store, args.rounds), args.rounds)
     print(text)
     return text
 
