@@ -41,9 +41,9 @@ sys.exit(code)
 """
 MODEL_AND_INDEX = ("chromadb", "sentence_transformers", "torch", "onnxruntime", "transformers")
 LIBRARIES = (*MODEL_AND_INDEX, "duckdb", "_duckdb", "deltalake", "pyarrow", "numpy", "httpx")
-# All --help needs besides the command modules: settings names, errors, escaping, the
-# query limits' defaults (with the schema they are read against).
-HELP_MODULES = {"config", "errors", "markup", "query", "events", "log", "store"}
+# All --help needs besides the command modules: settings names, errors, escaping, kept
+# answers, the query limits' defaults (with the schema they are read against).
+HELP_MODULES = {"config", "errors", "markup", "answers", "query", "events", "log", "store"}
 LISTINGS = ["runs", "failures", "incidents", "decisions", "defects", "heals"]
 
 
