@@ -68,7 +68,19 @@ def sqlite_utils_venv(where: Path) -> str:
     return str(script)
 
 
-def export(store: Path, database: Path) -> None:
+def arguments(store: Path) -> dict[str, list[str]]:
+    """Each listing's arguments: a run's listings are of the latest run that failed
+    (the latest of all may be the generator's run of its new tests)."""
+    done = subprocess.run(
+        [TESTMEM, "--dir", str(store), "query", "--json",
+         "SELECT run_id FROM runs WHERE failed > 0 ORDER BY started_at DESC LIMIT 1"],
+        capture_output=True, text=True, env=ENV, check=True,
+    )  # fmt: skip
+    run = ["--run", json.loads(done.stdout)[0]["run_id"]]
+    return {listing: run if listing in ("failures", "decisions") else [] for listing in LISTINGS}
+
+
+def export(store: Path, database: Path, asked: dict[str, list[str]]) -> None:
     """Each listing's rows, as testmem prints them, into a table of its own."""
     import sqlite_utils
 
@@ -76,7 +88,7 @@ def export(store: Path, database: Path) -> None:
     db = sqlite_utils.Database(database)
     for listing in LISTINGS:
         done = subprocess.run(
-            [TESTMEM, "--dir", str(store), listing, "--json"],
+            [TESTMEM, "--dir", str(store), listing, *asked[listing], "--json"],
             capture_output=True, text=True, env=ENV, check=True,
         )  # fmt: skip
         rows = json.loads(done.stdout)
@@ -94,7 +106,9 @@ class Side:
     before: Callable[[], None] = lambda: None
 
 
-def questions(store: Path, database: Path, sqlite_utils: str) -> dict[str, list[Side]]:
+def questions(
+    store: Path, database: Path, sqlite_utils: str, asked: dict[str, list[str]]
+) -> dict[str, list[Side]]:
     """Per question, its sides; the last one, where there is one, is sqlite-utils."""
     at = [TESTMEM, "--dir", str(store)]
     forget = functools.partial(shutil.rmtree, store / "answers", ignore_errors=True)
@@ -107,8 +121,12 @@ def questions(store: Path, database: Path, sqlite_utils: str) -> dict[str, list[
 
     found = {
         f"`{listing}`": [
-            Side("testmem, computed", [*at, listing], forget),
-            Side("testmem, kept answer", [*at, listing], warm([*at, listing])),
+            Side("testmem, computed", [*at, listing, *asked[listing]], forget),
+            Side(
+                "testmem, kept answer",
+                [*at, listing, *asked[listing]],
+                warm([*at, listing, *asked[listing]]),
+            ),
             Side("sqlite-utils", sqlite_utils_query(listing)),
         ]
         for listing in LISTINGS
@@ -173,11 +191,12 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     store = ensure(args.store)
     database = args.store / "listings.sqlite"
-    export(store, database)
+    asked = arguments(store)
+    export(store, database, asked)
     sqlite_utils = sqlite_utils_venv(ROOT / "bench" / "out" / "sqlite-utils-venv")
     print(f"load average before: {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    asked = questions(store, database, sqlite_utils)
-    text = report(measure(asked, store, args.rounds), args.rounds)
+    sides = questions(store, database, sqlite_utils, asked)
+    text = report(measure(sides, store, args.rounds), args.rounds)
     print(text)
     return text
 

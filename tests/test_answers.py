@@ -30,22 +30,23 @@ def test_fails():
 """
 
 
+def recorded(pytester: pytest.Pytester, *options: str) -> Path:
+    pytester.makepyfile(test_kept=SUITE)
+    root = pytester.path / "store"
+    pytester.runpytest("--memory", *options, f"--memory-dir={root}")
+    return root
+
+
 @pytest.fixture
 def store(pytester: pytest.Pytester) -> Path:
     """One real `pytest --memory` run with a failure, triaged (an incident, a decision)."""
-    pytester.makepyfile(test_kept=SUITE)
-    root = pytester.path / "store"
-    pytester.runpytest("--memory", "--memory-retries=0", f"--memory-dir={root}")
-    return root
+    return recorded(pytester, "--memory-retries=0")
 
 
 @pytest.fixture
 def log(pytester: pytest.Pytester) -> Path:
     """A store whose log holds one real run, not triaged."""
-    pytester.makepyfile(test_kept=SUITE)
-    root = pytester.path / "store"
-    pytester.runpytest("--memory", "--no-memory-triage", f"--memory-dir={root}")
-    return root
+    return recorded(pytester, "--no-memory-triage")
 
 
 def listing(store: Path, *args: str) -> Any:
