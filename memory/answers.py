@@ -4,7 +4,8 @@ A listing (`testmem runs`, `failures`, `incidents`, `decisions`, `defects`,
 `heals`, `similar`) is a projection of the log like the others. Computed
 with DuckDB over the snapshot, its rows are kept in ``DIR/answers/answers.sqlite``
 under the question, its arguments and the log version it read (the newest
-commit file in ``DIR/events/_delta_log``: a directory listing away). Asked
+commit file in ``DIR/events/_delta_log``, its name, size and time: a
+directory listing away). Asked
 again while that version is still the newest, it is answered from there with
 the standard library alone, without the ~0.3 s that importing DuckDB and
 deltalake takes. Any commit (a run, a triage, a label, a purge) leaves every
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from testmem.memory.store import Store
 
 _COMMIT = re.compile(r"\d{20}\.json")
-_SCHEMA = "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, version INTEGER, rows TEXT)"
+_SCHEMA = "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, version TEXT, rows TEXT)"
 
 
 def answer(
@@ -64,16 +65,19 @@ def answer(
     return rows
 
 
-def _version(store: Store) -> int | None:
-    """The log's newest version, from its commit files' names; None for a
-    remote store or a log not yet begun."""
+def _version(store: Store) -> str | None:
+    """The log's newest version, from its commit files' names, with that
+    file's size and time (a log deleted and begun again reaches the same
+    numbers); None for a remote store or a log not yet begun."""
     if store.remote:
         return None
+    log = store.root / "events" / "_delta_log"
     try:
-        names = os.listdir(store.root / "events" / "_delta_log")
+        newest = max((n for n in os.listdir(log) if _COMMIT.fullmatch(n)), default=None)
+        found = os.stat(log / newest) if newest else None
     except OSError:
         return None
-    return max((int(n[:20]) for n in names if _COMMIT.fullmatch(n)), default=None)
+    return f"{newest[:20]}:{found.st_size}:{found.st_mtime_ns}" if newest and found else None
 
 
 def _listing(directories: Iterable[Path]) -> list[list[Any]]:
@@ -87,7 +91,7 @@ def _listing(directories: Iterable[Path]) -> list[list[Any]]:
     return found
 
 
-def _read(store: Store, key: str, version: int) -> Rows | None:
+def _read(store: Store, key: str, version: str) -> Rows | None:
     from testmem.memory.query import Rows
 
     path = store.root / "answers" / "answers.sqlite"
@@ -106,7 +110,7 @@ def _read(store: Store, key: str, version: int) -> Rows | None:
     return Rows(kept["columns"], [tuple(row) for row in kept["rows"]])
 
 
-def _keep(store: Store, key: str, version: int, rows: Rows) -> None:
+def _keep(store: Store, key: str, version: str, rows: Rows) -> None:
     try:
         text = json.dumps({"columns": rows.columns, "rows": [_encoded(r) for r in rows.rows]})
     except _Unsayable:

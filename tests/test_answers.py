@@ -5,6 +5,7 @@ it reads, makes the next answer fresh."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -169,3 +170,13 @@ def test_different_arguments_are_different_answers(store, pytester):
 
     assert len(listing(store, "runs", "-n", "1")) == 1
     assert len(listing(store, "runs", "-n", "5")) == 2
+
+
+def test_a_log_begun_again_is_not_answered_from_the_one_before(store, pytester):
+    [before] = listing(store, "runs")
+    shutil.rmtree(store / "events")
+
+    pytester.runpytest("--memory", "--memory-retries=0", f"--memory-dir={store}")
+
+    [after] = listing(store, "runs")
+    assert after["run_id"] != before["run_id"]
