@@ -32,9 +32,11 @@ def test_fails():
 
 
 def recorded(pytester: pytest.Pytester, *options: str) -> Path:
+    """A real run; in a process of its own, so the model never loads in this one
+    (a child would start at this process's peak memory: tests/test_bad_input.py)."""
     pytester.makepyfile(test_kept=SUITE)
     root = pytester.path / "store"
-    pytester.runpytest("--memory", *options, f"--memory-dir={root}")
+    pytester.runpytest_subprocess("--memory", *options, f"--memory-dir={root}")
     return root
 
 
@@ -79,7 +81,7 @@ def test_a_listing_asked_again_is_answered_as_it_was_computed(store, command):
 def test_a_new_run_is_in_the_next_listing(store, pytester):
     assert len(listing(store, "runs")) == 1
 
-    pytester.runpytest("--memory", "--memory-retries=0", f"--memory-dir={store}")
+    pytester.runpytest_subprocess("--memory", "--memory-retries=0", f"--memory-dir={store}")
 
     assert len(listing(store, "runs")) == 2
 
@@ -166,7 +168,7 @@ def test_an_answer_computed_while_a_commit_landed_is_not_kept(log):
 
 
 def test_different_arguments_are_different_answers(store, pytester):
-    pytester.runpytest("--memory", "--memory-retries=0", f"--memory-dir={store}")
+    pytester.runpytest_subprocess("--memory", "--memory-retries=0", f"--memory-dir={store}")
 
     assert len(listing(store, "runs", "-n", "1")) == 1
     assert len(listing(store, "runs", "-n", "5")) == 2
@@ -176,7 +178,7 @@ def test_a_log_begun_again_is_not_answered_from_the_one_before(store, pytester):
     [before] = listing(store, "runs")
     shutil.rmtree(store / "events")
 
-    pytester.runpytest("--memory", "--memory-retries=0", f"--memory-dir={store}")
+    pytester.runpytest_subprocess("--memory", "--memory-retries=0", f"--memory-dir={store}")
 
     [after] = listing(store, "runs")
     assert after["run_id"] != before["run_id"]

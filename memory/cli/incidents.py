@@ -41,12 +41,12 @@ def similar(text: str | None, failure_id: str | None, k: int, fmt: str, as_json:
     if k < 1:
         raise CliError("-k must be at least 1")
     store = open_store()
-    asked = {"text": text, "failure": failure_id, "k": k, **_ENV_OF_SIMILAR()}
+    asked = {"text": text, "failure": failure_id, "k": k, **_settings_of_similar()}
     result = answer(store, "similar", asked, lambda: _similar(store, text, failure_id, k))
     emit(result.columns, result.rows, fmt, as_json)
 
 
-def _ENV_OF_SIMILAR() -> dict[str, str | None]:
+def _settings_of_similar() -> dict[str, str | None]:
     """What else `similar` depends on: the index and the model it is told to use."""
     names = ("TESTMEM_CHROMA_URL", "TESTMEM_MODEL", "TESTMEM_EMBED_BACKEND")
     return {name: os.environ.get(name) for name in names}
