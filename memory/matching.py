@@ -248,6 +248,15 @@ class Known:
             seen.add(incident_id)
         return incident_id
 
+    def label_of(self, incident_id: str) -> str | None:
+        """A live incident's label: its own, else one an incident merged into it
+        carried (a label is never lost)."""
+        if incident_id in self.labels:
+            return self.labels[incident_id]
+        merged = sorted(i for i in self.merged_into if i != incident_id and self.resolve(i) == incident_id)
+        inherited = [self.labels[i] for i in merged if i in self.labels]
+        return inherited[-1] if inherited else None
+
     def failed_alike(self, fp: Fingerprint, limit: int) -> list[str]:
         """The latest signatures that failed with ``fp``'s error status on its route.
 
@@ -462,9 +471,15 @@ class Matcher:
         return self.link_all([failure])[0]
 
     def link_all(self, failures: list[dict[str, Any]]) -> list[Link]:
-        """Link failures in order, then write the index and the facts once."""
-        self._use_index()  # checked against what is known before this batch adds to it
+        """Link failures in order, then write the index and the facts once.
+
+        A batch whose signatures are all known opens neither the index nor the
+        model: each failure joins its signature's incident. The index's copy of
+        those signatures' counts and tests then waits for `testmem reindex`.
+        """
         prints = [fingerprint_of(f) for f in failures]
+        if any(fp.signature not in self.known.signatures for fp in prints):
+            self._use_index()  # checked against what is known before this batch adds to it
         # without a store, no index wants every signature: only failures are embedded
         vectors = self._vectors([p for p in prints if self.store or is_failure(p)])
         links, changed = [], {}
@@ -691,7 +706,7 @@ class Matcher:
         """Index first, then the log: the index never lacks a signature the log has."""
         if self.store is None or not links:
             return
-        if self.index is not None and self._use_index():
+        if self.index is not None and self._index_ok:
             try:
                 new = {r.signature: vectors[r.signature] for r in records if r.signature in vectors}
                 self.index.upsert(records, new, {fp.signature: fp.text for fp in prints})
