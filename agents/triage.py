@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testmem.agents.analyzer import FailureContext, Verdict, classify
 from testmem.agents.context import build_contexts
@@ -30,6 +30,9 @@ from testmem.memory.markup import terminal
 from testmem.memory.matching import Known
 from testmem.memory.query import History, Rows
 from testmem.memory.store import Store
+
+if TYPE_CHECKING:
+    from testmem.memory.incidents import Incident, Incidents
 
 TRIAGE_LOCK_S = 600.0  # how long a triage waits for another triage of the same run
 SUMMARY_GROUPS = 20  # lines of the terminal summary, one per incident ...
@@ -173,17 +176,19 @@ class Triage:
         """Hand heals to the healer and escalations to the defect agent (once per incident)."""
         defects: dict[str, str | None] = {}  # incident id -> defect id, one per incident
         causes = _causes(decisions)
+        incident = _incident_lookup(self.store)
         result = []
         for d in decisions:
             outcome = None
             if d.action == "heal" and self.heal:
                 outcome = _attempt(problems, partial(_propose_heal, self.store, history, d))
             elif d.action == "escalate" and self.escalate and d.incident_id:
-                incident = _cause_of(d, d.incident_id, causes)
-                if incident not in defects:
-                    cause = replace(d, incident_id=incident)
-                    defects[incident] = _attempt(problems, partial(_file_defect, self.store, cause))
-                outcome = defects[incident]
+                behind = _cause_of(d, d.incident_id, causes)
+                if behind not in defects:
+                    cause = replace(d, incident_id=behind)
+                    filing = partial(_file_defect, self.store, incident, cause)
+                    defects[behind] = _attempt(problems, filing)
+                outcome = defects[behind]
             result.append(replace(d, outcome=outcome))
         return result
 
@@ -238,11 +243,24 @@ def _propose_heal(store: Store, history: History, decision: Decision) -> str:
     return f"not healed: {heal.reason}" if isinstance(heal, NoHeal) else heal.heal_id
 
 
-def _file_defect(store: Store, decision: Decision) -> str:
-    from testmem.agents.defects import DefectAgent
-    from testmem.memory.incidents import Incidents
+def _incident_lookup(store: Store) -> Callable[[str], Incident]:
+    """Incidents by id, from the projection built once, when first asked."""
+    built: list[Incidents] = []
 
-    incident = Incidents(store).get(decision.incident_id or "")
+    def get(incident_id: str) -> Incident:
+        from testmem.memory.incidents import Incidents
+
+        if not built:
+            built.append(Incidents(store))
+        return built[0].get(incident_id)
+
+    return get
+
+
+def _file_defect(store: Store, incident_of: Callable[[str], Incident], decision: Decision) -> str:
+    from testmem.agents.defects import DefectAgent
+
+    incident = incident_of(decision.incident_id or "")
     evidence = {
         "run_id": decision.run_id,
         "failure_id": decision.failure_id,
