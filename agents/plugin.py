@@ -1,7 +1,8 @@
 """The agents' side of the pytest plugin (entry point ``pytest11: testmem_agents``).
 
 Implements the hooks `memory` declares: in-run retry advice, post-run triage
-and the "testmem" lines of the terminal summary.
+(in a child process started at the run's first failure) and the "testmem"
+lines of the terminal summary.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # kept off pytest's start-up path: imported when first needed
+    from testmem.agents.triage import TriageResult
+    from testmem.agents.triage_process import TriageProcess
     from testmem.memory.recorder import Recorder
     from testmem.memory.retry import RetryAdvice
     from testmem.memory.store import Store
 
 _advisor_key = pytest.StashKey["RetryAdvisor"]()
 _summary_key = pytest.StashKey[list[str]]()
+_launcher_key = pytest.StashKey["TriageLauncher"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,16 +99,66 @@ def pytest_testmem_retry_advice(
     return item.config.stash[_advisor_key].advise(item, reports, exchanges)
 
 
+class TriageLauncher:
+    """Starts the run's triage process at its first failed test, so that the
+    child gets ready while the other tests run (`testmem.agents.triage_process`);
+    a run without failures starts nothing."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.process: TriageProcess | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and self.process is None:
+            self.start()
+
+    def start(self) -> None:
+        from testmem.agents.triage_process import TriageProcess
+        from testmem.memory.plugin import recorder_key, triage_enabled
+
+        recorder = self.config.stash.get(recorder_key, None)
+        if recorder is not None and triage_enabled(self.config):
+            self.process = TriageProcess(recorder.store.location)
+
+    def triage(self, store: Store, run_id: str) -> TriageResult:
+        """The child's triage if there is one to ask, else this process's."""
+        process, self.process = self.process, None
+        result = process.triage(run_id) if process else None
+        if result is None:
+            from testmem.agents.triage import Triage
+
+            result = Triage(store).run(run_id)
+        return result
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("memory", False) and not hasattr(config, "workerinput"):
+        launcher = TriageLauncher(config)
+        config.stash[_launcher_key] = launcher
+        config.pluginmanager.register(launcher, "testmem-triage-launcher")
+
+
+@pytest.hookimpl(trylast=True)  # after the recorder's post-run work, which may ask it
+def pytest_unconfigure(config: pytest.Config) -> None:
+    launcher = config.stash.get(_launcher_key, None)
+    if launcher is not None:
+        launcher.close()
+        config.pluginmanager.unregister(launcher)
+        del config.stash[_launcher_key]
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testmem_run_recorded(config: pytest.Config, store: Store, run_id: str) -> None:
     from testmem.memory.plugin import triage_enabled
 
     if not triage_enabled(config):
         return
-    from testmem.agents.triage import Triage
-
-    result = Triage(store).run(run_id)
-    config.stash[_summary_key] = result.summary_lines()
+    launcher = config.stash.get(_launcher_key, None) or TriageLauncher(config)
+    config.stash[_summary_key] = launcher.triage(store, run_id).summary_lines()
 
 
 @pytest.hookimpl(optionalhook=True)

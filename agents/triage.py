@@ -19,17 +19,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testmem.agents.analyzer import FailureContext, Verdict, classify
 from testmem.agents.context import build_contexts
 from testmem.agents.defects import DefectWarning
 from testmem.agents.schema import ApiChange, detect_changes
 from testmem.memory.events import Fact
+from testmem.memory.markup import terminal
+from testmem.memory.matching import Known
 from testmem.memory.query import History, Rows
 from testmem.memory.store import Store
 
+if TYPE_CHECKING:
+    from testmem.memory.incidents import Incident, Incidents
+
 TRIAGE_LOCK_S = 600.0  # how long a triage waits for another triage of the same run
+SUMMARY_GROUPS = 20  # lines of the terminal summary, one per incident ...
+SUMMARY_TESTS = 3  # ... each naming this many of its tests
 
 
 @dataclass(frozen=True)
@@ -66,21 +73,40 @@ class TriageResult:
             counts[d.action] = counts.get(d.action, 0) + 1
         return counts
 
-    def summary_lines(self) -> list[str]:
-        """A short account, for pytest's terminal summary and the CLI."""
+    def summary_lines(self, groups: int = SUMMARY_GROUPS) -> list[str]:
+        """A short account, for pytest's terminal summary and the CLI: one line
+        per incident (and action), with its count and a few of its tests, so
+        a thousand failures take a screen, not a scroll."""
         if not self.decisions:
             return ["testmem triage: no new failures to decide"]
         counts = ", ".join(f"{n} {action}" for action, n in sorted(self.summary().items()))
         lines = [f"testmem triage: {len(self.decisions)} failed tests → {counts}"]
-        for d in self.decisions:
-            new = " (new)" if d.incident_is_new else ""
-            incident = f"{d.incident_id}{new}" if d.incident_id else "-"
-            outcome = f" → {d.outcome}" if d.outcome else ""
-            lines.append(
-                f"  {d.action:<8} {d.category:<10} {d.nodeid}  [{incident}] {d.reason}{outcome}"
-            )
-        lines += [f"  warning: {p}" for p in self.problems[:3]]
+        grouped = _by_incident(self.decisions)
+        lines += [_group_line(same) for same in grouped[:groups]]
+        if len(grouped) > groups:
+            lines.append(f"  ... {len(grouped) - groups} more incidents: `testmem decisions`")
+        lines += [f"  warning: {terminal(p)}" for p in self.problems[:3]]
         return lines
+
+
+def _by_incident(decisions: list[Decision]) -> list[list[Decision]]:
+    """Decisions grouped by incident, action and outcome, the largest group first."""
+    groups: dict[tuple[Any, ...], list[Decision]] = {}
+    for d in decisions:
+        groups.setdefault((d.incident_id, d.action, d.category, d.outcome), []).append(d)
+    return sorted(groups.values(), key=lambda g: (-len(g), g[0].incident_id or "", g[0].nodeid))
+
+
+def _group_line(same: list[Decision]) -> str:
+    first = same[0]
+    new = " (new)" if first.incident_is_new else ""
+    incident = f"{first.incident_id}{new}" if first.incident_id else "-"
+    outcome = f" → {first.outcome}" if first.outcome else ""
+    shown = ", ".join(d.nodeid for d in same[:SUMMARY_TESTS])
+    more = f" +{len(same) - SUMMARY_TESTS} more" if len(same) > SUMMARY_TESTS else ""
+    tests = shown if len(same) == 1 else f"{len(same)} tests: {shown}{more}"
+    line = f"  {first.action:<8} {first.category:<10} {tests}  [{incident}] {first.reason}{outcome}"
+    return terminal(line)
 
 
 class Triage:
@@ -109,12 +135,13 @@ class Triage:
             return self._run(run_id, force)
 
     def _run(self, run_id: str, force: bool) -> TriageResult:
-        problems = self._link(run_id)
+        problems: list[str] = []
+        known = self._link(run_id, problems)
         history = History(self.store)  # a fresh snapshot that holds the links
         links = _links(history, run_id)
         decided = set() if force else _decided(history, run_id)
         changes = _changes(history, problems)
-        contexts = build_contexts(history, run_id, links, _labels(self.store, problems), changes)
+        contexts = build_contexts(history, run_id, links, _labels(known, links), changes)
         decisions = []
         for test, context in contexts:
             if test["nodeid"] in decided:
@@ -130,13 +157,14 @@ class Triage:
         self.store.events.append([_fact(d) for d in decisions])
         return TriageResult(run_id, decisions, len(contexts) - len(decisions), problems)
 
-    def _link(self, run_id: str) -> list[str]:
-        from testmem.memory.incidents import Matcher
+    def _link(self, run_id: str, problems: list[str]) -> Known:
+        """Link the run's failures; what is known then (signatures, merges, labels)."""
+        from testmem.memory.matching import Matcher
 
-        problems: list[str] = []
         with _as_problems(problems, Warning):  # e.g. the index unavailable: signatures only
-            Matcher(self.store).link_run(run_id)
-        return problems
+            matcher = Matcher(self.store)
+            matcher.link_run(run_id)
+        return matcher.known
 
     def _act(
         self,
@@ -148,17 +176,19 @@ class Triage:
         """Hand heals to the healer and escalations to the defect agent (once per incident)."""
         defects: dict[str, str | None] = {}  # incident id -> defect id, one per incident
         causes = _causes(decisions)
+        incident = _incident_lookup(self.store)
         result = []
         for d in decisions:
             outcome = None
             if d.action == "heal" and self.heal:
                 outcome = _attempt(problems, partial(_propose_heal, self.store, history, d))
             elif d.action == "escalate" and self.escalate and d.incident_id:
-                incident = _cause_of(d, d.incident_id, causes)
-                if incident not in defects:
-                    cause = replace(d, incident_id=incident)
-                    defects[incident] = _attempt(problems, partial(_file_defect, self.store, cause))
-                outcome = defects[incident]
+                behind = _cause_of(d, d.incident_id, causes)
+                if behind not in defects:
+                    cause = replace(d, incident_id=behind)
+                    filing = partial(_file_defect, self.store, incident, cause)
+                    defects[behind] = _attempt(problems, filing)
+                outcome = defects[behind]
             result.append(replace(d, outcome=outcome))
         return result
 
@@ -213,11 +243,24 @@ def _propose_heal(store: Store, history: History, decision: Decision) -> str:
     return f"not healed: {heal.reason}" if isinstance(heal, NoHeal) else heal.heal_id
 
 
-def _file_defect(store: Store, decision: Decision) -> str:
-    from testmem.agents.defects import DefectAgent
-    from testmem.memory.incidents import Incidents
+def _incident_lookup(store: Store) -> Callable[[str], Incident]:
+    """Incidents by id, from the projection built once, when first asked."""
+    built: list[Incidents] = []
 
-    incident = Incidents(store).get(decision.incident_id or "")
+    def get(incident_id: str) -> Incident:
+        from testmem.memory.incidents import Incidents
+
+        if not built:
+            built.append(Incidents(store))
+        return built[0].get(incident_id)
+
+    return get
+
+
+def _file_defect(store: Store, incident_of: Callable[[str], Incident], decision: Decision) -> str:
+    from testmem.agents.defects import DefectAgent
+
+    incident = incident_of(decision.incident_id or "")
     evidence = {
         "run_id": decision.run_id,
         "failure_id": decision.failure_id,
@@ -284,14 +327,11 @@ def _decided(history: History, run_id: str) -> set[str]:
     return {r[0] for r in rows.rows}
 
 
-def _labels(store: Store, problems: list[str]) -> dict[str, str]:
-    from testmem.memory.incidents import Incidents
-
-    try:
-        return {i.incident_id: i.label for i in Incidents(store).list() if i.label}
-    except Exception as exc:
-        problems.append(f"incident labels unavailable: {exc}")
-        return {}
+def _labels(known: Known, links: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The human labels of the live incidents the run's failures joined."""
+    live = {link["incident_id"] for link in links.values()} & set(known.incident_ids)
+    labels = {i: known.label_of(i) for i in live if known.resolve(i) == i}
+    return {i: label for i, label in labels.items() if label}
 
 
 def _changes(history: History, problems: list[str]) -> list[ApiChange]:

@@ -136,21 +136,36 @@ def test_zip_format():
 
 def test_order_status_{m}():
     order = roundtrip(make_order({m}))
-    assert order.get("status") == "paid", f"order {m} has no status: {{sorted(order)}}"
+    assert order.get("{field}") == "paid", f"order {m} has no {field}: {{sorted(order)}}"
+"""
+PASSING = """
+def test_order_status_{m}():
+    assert roundtrip(make_order({m}))["id"] == {m}
 """
 
 
-def module_source(index: int) -> str:
+def module_source(index: int, field: str | None = "status") -> str:
+    """Module ``index``; its last test fails on a missing ``field`` (passes with None)."""
     plain = TESTS_PER_MODULE - 29  # the extras hold 29 tests
     tests = [
         BODIES[k % len(BODIES)].format(n=index * 1000 + k, m=(index * 7 + k) % 200)
         for k in range(plain)
     ]
-    return textwrap.dedent(HEADER) + "".join(tests) + EXTRAS.format(m=index)
+    extras = EXTRAS if field else EXTRAS[: EXTRAS.index("\ndef test_order_status_")] + PASSING
+    return textwrap.dedent(HEADER) + "".join(tests) + extras.format(m=index, field=field)
 
 
-def generate(target: Path, modules: int = 20) -> Path:
-    """Write the suite (``modules`` modules of 100 tests) into ``target``, replacing it."""
+def generate(
+    target: Path,
+    modules: int = 20,
+    failing: int | None = None,
+    fields: tuple[str, ...] = ("status",),
+) -> Path:
+    """Write the suite (``modules`` modules of 100 tests) into ``target``, replacing it.
+
+    The first ``failing`` modules (all, by default) have one failing test, module
+    i's on the field ``fields[i % len(fields)]``: distinct fields, distinct causes.
+    """
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -158,7 +173,9 @@ def generate(target: Path, modules: int = 20) -> Path:
     (target / "pytest.ini").write_text("[pytest]\n")
     (target / "conftest.py").write_text(textwrap.dedent(CONFTEST).lstrip())
     for index in range(modules):
-        (target / f"test_api_{index:02d}.py").write_text(module_source(index))
+        fails = failing is None or index < failing
+        field = fields[index % len(fields)] if fails else None
+        (target / f"test_api_{index:02d}.py").write_text(module_source(index, field))
     return target
 
 

@@ -167,7 +167,7 @@ class Incidents:
         return Incident(
             incident_id=incident_id,
             status=status,
-            label=self._label(incident_id, merged),
+            label=self.known.label_of(incident_id),
             signatures=[r.signature for r in records],
             tests=tests,
             routes=sorted({r.route for r in records if r.route}),
@@ -183,13 +183,6 @@ class Incidents:
             related=sorted({o["related"] for o in occurrences if o["related"]}),
             timeline=timeline,
         )
-
-    def _label(self, incident_id: str, merged: builtins.list[str]) -> str | None:
-        """Its own label; else one a merged-in incident carried (a label is never lost)."""
-        if incident_id in self.known.labels:
-            return self.known.labels[incident_id]
-        inherited = [self.known.labels[i] for i in merged if i in self.known.labels]
-        return inherited[-1] if inherited else None
 
 
 class _Runs:

@@ -248,6 +248,17 @@ class Known:
             seen.add(incident_id)
         return incident_id
 
+    def label_of(self, incident_id: str) -> str | None:
+        """A live incident's label: its own, else one an incident merged into it
+        carried (a label is never lost)."""
+        if incident_id in self.labels:
+            return self.labels[incident_id]
+        merged = sorted(
+            i for i in self.merged_into if i != incident_id and self.resolve(i) == incident_id
+        )
+        inherited = [self.labels[i] for i in merged if i in self.labels]
+        return inherited[-1] if inherited else None
+
     def failed_alike(self, fp: Fingerprint, limit: int) -> list[str]:
         """The latest signatures that failed with ``fp``'s error status on its route.
 
@@ -426,7 +437,19 @@ class Matcher:
         self.index = SignatureIndex(store, chroma_url) if store else None
         self._index_ok: bool | None = None if store else False
         self.session = _SessionVectors()
-        self.known = Known.load(History(store)) if store else Known()
+        self._known: Known | None = None if store else Known()
+
+    @property
+    def known(self) -> Known:
+        """What the log knows, read when first needed."""
+        if self._known is None:
+            assert self.store is not None
+            self._known = Known.load(History(self.store))
+        return self._known
+
+    @known.setter
+    def known(self, known: Known) -> None:
+        self._known = known
 
     # -- public --------------------------------------------------------------
 
@@ -438,12 +461,17 @@ class Matcher:
         for the regression they share, named after whichever of its signatures
         each met first. Embedding, the slow part, comes before the lock; the
         index is opened under it, because an embedded Chroma opened earlier does
-        not see what other processes wrote since.
+        not see what other processes wrote since. The log is read again under
+        the lock only if it changed since the first read.
         """
         assert self.store is not None, "link_run needs a store"
-        self._vectors([fingerprint_of(f) for f in self._unlinked(run_id)])
+        version = self.store.events.version()
+        unlinked = self._unlinked(run_id)
+        self._vectors([fingerprint_of(f) for f in unlinked])
         with self.store.lock("link", LINK_LOCK_TIMEOUT, "cannot link failures"):
-            return self.link_all(self._unlinked(run_id))
+            if self.store.events.version() != version:  # another process wrote meanwhile
+                unlinked = self._unlinked(run_id)
+            return self.link_all(unlinked)
 
     def _unlinked(self, run_id: str) -> list[dict[str, Any]]:
         """The run's failures without a link, as of now; refreshes what is known."""
@@ -462,9 +490,15 @@ class Matcher:
         return self.link_all([failure])[0]
 
     def link_all(self, failures: list[dict[str, Any]]) -> list[Link]:
-        """Link failures in order, then write the index and the facts once."""
-        self._use_index()  # checked against what is known before this batch adds to it
+        """Link failures in order, then write the index and the facts once.
+
+        A batch whose signatures are all known opens neither the index nor the
+        model: each failure joins its signature's incident. The index's copy of
+        those signatures' counts and tests then waits for `testmem reindex`.
+        """
         prints = [fingerprint_of(f) for f in failures]
+        if any(fp.signature not in self.known.signatures for fp in prints):
+            self._use_index()  # checked against what is known before this batch adds to it
         # without a store, no index wants every signature: only failures are embedded
         vectors = self._vectors([p for p in prints if self.store or is_failure(p)])
         links, changed = [], {}
@@ -691,7 +725,7 @@ class Matcher:
         """Index first, then the log: the index never lacks a signature the log has."""
         if self.store is None or not links:
             return
-        if self.index is not None and self._use_index():
+        if self.index is not None and self._index_ok:
             try:
                 new = {r.signature: vectors[r.signature] for r in records if r.signature in vectors}
                 self.index.upsert(records, new, {fp.signature: fp.text for fp in prints})

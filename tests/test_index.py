@@ -90,14 +90,27 @@ def test_reindex_repairs_a_deleted_index(store: Store, embedder: Embedder):
 def test_a_damaged_index_falls_back_and_reindex_repairs_it(store: Store, embedder: Embedder):
     (store.root / "chroma" / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
 
-    with pytest.warns(IndexWarning):
+    refused = "ConnectionRefusedError: connection refused"
+    with pytest.warns(IndexWarning):  # a new signature needs the index
         found = Matcher(store, embedder=embedder).link_run(
-            record_run(store, {GET_USER: MISSING_EMAIL.format(n=4)})
+            record_run(store, {GET_USER: MISSING_EMAIL.format(n=4), LIST_ORDERS: refused})
         )
     reindex(store, embedder=embedder)
 
-    assert found[0].method == "signature"
-    assert len(SignatureIndex(store).records()) == 4
+    assert sorted(link.method for link in found) == ["new", "signature"]
+    assert len(SignatureIndex(store).records()) == 5
+
+
+def test_known_signatures_alone_never_open_the_index(store: Store, embedder: Embedder):
+    (store.root / "chroma" / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IndexWarning)  # a damaged index goes unnoticed
+        found = Matcher(store, embedder=embedder).link_run(
+            record_run(store, {GET_USER: MISSING_EMAIL.format(n=4)})
+        )
+
+    assert [link.method for link in found] == ["signature"]
 
 
 def test_reindex_links_failures_never_linked(store: Store, embedder: Embedder):

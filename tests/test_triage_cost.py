@@ -1,0 +1,104 @@
+"""Triage costs what it decides: recurring failures load no model and no index,
+and the terminal summary takes one line per incident however many tests failed."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("chromadb", "sentence_transformers", "onnxruntime", "torch", "transformers")
+
+# Installed in every Python process of the inner session (pytest's, the store
+# process, the triage process) through $PYTHONPATH: notes each first import
+# of a heavy library, by process, in $TESTMEM_TEST_IMPORTS.
+WATCH = f"""
+import os
+import sys
+
+HEAVY = {HEAVY!r}
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if path is None and name in HEAVY and os.environ.get("TESTMEM_TEST_IMPORTS"):
+            with open(os.environ["TESTMEM_TEST_IMPORTS"], "a") as log:
+                log.write(f"{{os.getpid()}} {{name}}\\n")
+        return None
+
+
+sys.meta_path.insert(0, Watch())
+"""
+
+RECURRING = """
+def test_order_has_a_status():
+    order = {"id": 7, "total": 12.5}
+    assert order.get("status") == "paid", f"order {order['id']} has no status"
+
+
+def test_user_has_an_email():
+    user = {"id": 3}
+    assert "email" in user, f"user {user['id']} has no email"
+"""
+
+
+@pytest.fixture
+def watched(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The inner session's processes, watched for heavy imports; the log's path."""
+    site = pytester.mkdir("watch")
+    (site / "sitecustomize.py").write_text(textwrap.dedent(WATCH))
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
+    return pytester.path / "imports.log"
+
+
+def test_a_run_whose_failures_all_recur_loads_no_model_and_no_index(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, watched: Path
+) -> None:
+    pytester.makepyfile(test_recurring=RECURRING)
+    args = ("-p", "no:cacheprovider", "--memory", f"--memory-dir={pytester.path / 'store'}")
+    first = pytester.runpytest_subprocess(*args)  # new signatures: embedded and indexed
+    first.assert_outcomes(failed=2)
+    monkeypatch.setenv("TESTMEM_TEST_IMPORTS", str(watched))
+
+    second = pytester.runpytest_subprocess(*args)
+
+    second.assert_outcomes(failed=2)
+    second.stdout.fnmatch_lines(["testmem triage: 2 failed tests *"])
+    assert "triage failed" not in second.stdout.str()
+    assert not watched.exists() or watched.read_text() == ""
+
+
+MANY = """
+import pytest
+
+
+@pytest.mark.parametrize("n", range(30))
+def test_order(n):
+    assert {"id": n}.get("status") == "paid", f"order {n} has no status"
+
+
+def test_user():
+    assert {"id": 4}.get("email"), "user 4 has no email"
+"""
+
+
+def test_the_summary_gives_one_line_per_incident_with_its_count_and_first_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_many=MANY)
+
+    result = pytester.runpytest("-p", "no:cacheprovider", "--memory", "--memory-dir=store")
+
+    result.assert_outcomes(failed=31)
+    result.stdout.fnmatch_lines(
+        [
+            "testmem triage: 31 failed tests *",
+            "  * 30 tests: test_many.py::test_order[[]*], *, * +27 more  [[]INC-*",
+            "  * test_many.py::test_user  [[]INC-*",
+        ]
+    )
+    triage = result.stdout.str().split("testmem triage:", 1)[1].split("short test summary", 1)[0]
+    assert triage.count("test_many.py::test_order[") == 3
