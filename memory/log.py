@@ -323,13 +323,13 @@ class EventLog:
         (a few only: a log damaged deeper needs the doctor)."""
         from deltalake import DeltaTable
 
-        versions = sorted(self.commit_versions(), reverse=True)
+        versions = sorted(self._commit_versions(), reverse=True)
         for version in versions[1:_FALLBACK_VERSIONS]:
             with contextlib.suppress(Exception):
                 return DeltaTable(self.uri, version=version)
         return None
 
-    def commit_versions(self) -> list[int]:
+    def _commit_versions(self) -> list[int]:
         """The versions of the commit files in ``_delta_log``, listed without
         deltalake (which refuses a damaged log); on object storage, by a LIST."""
         if not self.remote:
