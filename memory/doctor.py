@@ -37,6 +37,11 @@ middle, an empty commit (what it held is gone), a torn compaction or purge
 before the last, and a missing *last* commit, which no reader can tell from a log that ended
 one commit earlier (its data files show up as orphans). While the log shows
 lost events, repair keeps orphans: they may be the only copy of those events.
+
+A store on S3 gets the same log checks and the same two repairs (a torn
+append rewritten, a damaged data file set aside and its removal committed)
+object by object, in `testmem.memory.remote_repair`; what it sets aside stays
+in the bucket, under ``PREFIX/doctor/``.
 """
 
 from __future__ import annotations
@@ -138,7 +143,7 @@ def check_log(store: Store) -> list[str]:
     except StoreError as exc:
         return [*problems, str(exc).splitlines()[0][:300]]
     if store.remote:
-        return _remote_footers(store)
+        return [*problems, *_remote_footers(store)]
     for uri in uris:
         path = _path(uri)
         try:
@@ -151,14 +156,9 @@ def check_log(store: Store) -> list[str]:
 
 
 def _remote_footers(store: Store) -> list[str]:
-    """Each snapshot object's footer, read through deltalake's filesystem."""
-    problems = []
-    for fragment in store.events.dataset().get_fragments():
-        try:
-            fragment.ensure_complete_metadata()
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError...
-            problems.append(f"unreadable file {fragment.path}: {str(exc).splitlines()[0][:200]}")
-    return problems
+    from testmem.memory.remote_repair import unreadable_objects
+
+    return [f"unreadable file {path}: {why}" for path, why in unreadable_objects(store)]
 
 
 def _path(uri: str) -> Path:
@@ -169,10 +169,10 @@ def _path(uri: str) -> Path:
 
 # -- the files of _delta_log -------------------------------------------------------
 
-_COMMIT = re.compile(r"^(\d{20})\.json$")
-_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(\.[^.]+)*\.parquet$")
+COMMIT_NAME = re.compile(r"^(\d{20})\.json$")
+CHECKPOINT_NAME = re.compile(r"^(\d{20})\.checkpoint(\.[^.]+)*\.parquet$")
 _HINT = "_last_checkpoint"
-_APPENDS = ("WRITE", "CREATE TABLE")  # operations that only add data files
+APPENDS = ("WRITE", "CREATE TABLE")  # operations that only add data files
 
 
 @dataclass(frozen=True)
@@ -201,22 +201,26 @@ def _guarded_damage(store: Store) -> list[LogDamage]:
 def log_damage(store: Store) -> list[LogDamage]:
     """Damage to the checkpoints and to the commits a reader replays after the
     newest readable one, read without deltalake (which refuses a damaged log)."""
+    if store.remote:
+        from testmem.memory.remote_repair import remote_log_damage
+
+        return remote_log_damage(store)
     log = store.events.path / "_delta_log"
-    if store.remote or not log.is_dir():  # object storage: what deltalake says
+    if not log.is_dir():
         return []
     commits, checkpoints = _log_files(log)
     damage = _checkpoint_damage(log, checkpoints)
     readable = [v for v, paths in checkpoints.items() if all(map(_reads, paths))]
-    return damage + _commit_damage(log, commits, max(readable, default=-1) + 1)
+    return damage + commit_damage(log, commits, max(readable, default=-1) + 1)
 
 
 def _log_files(log: Path) -> tuple[dict[int, Path], dict[int, list[Path]]]:
     commits: dict[int, Path] = {}
     checkpoints: dict[int, list[Path]] = {}
     for path in log.iterdir():
-        if match := _COMMIT.match(path.name):
+        if match := COMMIT_NAME.match(path.name):
             commits[int(match[1])] = path
-        elif match := _CHECKPOINT.match(path.name):
+        elif match := CHECKPOINT_NAME.match(path.name):
             checkpoints.setdefault(int(match[1]), []).append(path)
     return commits, checkpoints
 
@@ -242,9 +246,15 @@ def _checkpoint_damage(log: Path, checkpoints: dict[int, list[Path]]) -> list[Lo
     return damage
 
 
-def _commit_damage(log: Path, commits: dict[int, Path], start: int) -> list[LogDamage]:
+def commit_damage(
+    log: Path,
+    commits: dict[int, Path],
+    start: int,
+    read: Callable[[Path], bytes | None] | None = None,
+) -> list[LogDamage]:
     """Gaps from ``start`` (the first commit no readable checkpoint covers) to the
-    last commit, and commits that are empty or do not parse."""
+    last commit, and commits that are empty or do not parse (each read by ``read``:
+    a local file by default)."""
     last = max(commits, default=-1)
     missing = [v for v in range(start, last + 1) if v not in commits]
     damage = []
@@ -254,7 +264,7 @@ def _commit_damage(log: Path, commits: dict[int, Path], start: int) -> list[LogD
         damage.append(LogDamage("gap", problem, log))
     for version in sorted(v for v in commits if v >= start):
         path = commits[version]
-        actions, torn = _actions(path)
+        actions, torn = actions_of((read or _read)(path))
         if torn:
             kind = "torn-tail" if version == last else "torn"
             damage.append(LogDamage(kind, f"commit {version} is unreadable (torn)", path))
@@ -264,14 +274,19 @@ def _commit_damage(log: Path, commits: dict[int, Path], start: int) -> list[LogD
     return damage
 
 
-def _actions(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The commit's actions that parse, and whether any line did not."""
+def _read(path: Path) -> bytes | None:
     try:
-        lines = path.read_bytes().splitlines()
+        return path.read_bytes()
     except OSError:
+        return None
+
+
+def actions_of(raw: bytes | None) -> tuple[list[dict[str, Any]], bool]:
+    """A commit's actions that parse, and whether any line did not (or it did not read)."""
+    if raw is None:
         return [], True
     actions, torn = [], False
-    for line in filter(None, (raw.strip() for raw in lines)):
+    for line in filter(None, (line.strip() for line in raw.splitlines())):
         try:
             action = json.loads(line)
         except ValueError:
@@ -299,8 +314,12 @@ def repair_log(store: Store) -> list[str]:
     """Mend what loses nothing (see the module doc); each line says what was done.
     Damaged files are first copied to ``DIR/doctor/damaged-<time>/``."""
     damage = log_damage(store)
+    if store.remote:
+        from testmem.memory.remote_repair import repair_remote_log
+
+        return repair_remote_log(store, damage)
     aside = _aside(store, "damaged")
-    torn = [d.path for d in damage if d.kind == "torn-tail" or (d.kind == "torn" and _append(d))]
+    torn = [d.path for d in damage if mendable(d, actions_of(_read(d.path))[0])]
     done = [_mend_commit(store, path, aside) for path in torn]
     stale = [d.path for d in damage if d.kind in ("hint", "checkpoint")]
     if stale:
@@ -313,19 +332,25 @@ def _aside(store: Store, what: str) -> Path:
     return store.root / "doctor" / f"{what}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
 
 
-def _append(damage: LogDamage) -> bool:
-    """Whether a torn commit only added files (undoing anything else before
-    the last commit could undo what later commits built on)."""
-    actions, _ = _actions(damage.path)
+def mendable(damage: LogDamage, actions: list[dict[str, Any]]) -> bool:
+    """Whether a torn commit can be rewritten: the last one, or one that only
+    added files (undoing anything else before the last commit could undo what
+    later commits built on)."""
+    return damage.kind == "torn-tail" or (damage.kind == "torn" and operation(actions) in APPENDS)
+
+
+def operation(actions: list[dict[str, Any]]) -> str:
     info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
-    return str(info.get("operation")) in _APPENDS
+    return str(info.get("operation") or "unknown")
 
 
 def set_aside_damaged(store: Store) -> list[str]:
     """Move each snapshot file that does not read to ``DIR/doctor/damaged-*``
     and commit its removal, so every reader reads whole files again."""
     if store.remote:
-        return []
+        from testmem.memory.remote_repair import set_aside_damaged_objects
+
+        return set_aside_damaged_objects(store)
     table = store.events._table(fallback=False)  # commit after the newest version only
     damaged = [p for p in map(_path, table.file_uris()) if p.exists() and not _reads(p)]
     if not damaged:
@@ -346,17 +371,17 @@ def set_aside_damaged(store: Store) -> list[str]:
 def _mend_commit(store: Store, path: Path, aside: Path) -> str:
     """Rewrite a torn last commit to its sound part, atomically: an append keeps
     the data files it fully names, anything else only its commit info."""
-    actions, _ = _actions(path)
+    actions, _ = actions_of(_read(path))
     info = next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
     operation = str((info or {}).get("operation") or "unknown")
-    kept = _sound_part(store, actions) if operation in _APPENDS else []
-    head = info or {"operation": "unknown", "testmem": "doctor: none of it was readable"}
+    root = store.events.path
+    kept = sound_part(actions, lambda p: _reads(root / p)) if operation in APPENDS else []
     aside.mkdir(parents=True, exist_ok=True)
     original = Path(shutil.copy2(path, aside / path.name))
     temp = path.with_name(f".{path.name}.doctor.tmp")
-    temp.write_text("".join(json.dumps(a) + "\n" for a in [{"commitInfo": head}, *kept]))
+    temp.write_bytes(commit_text(info, kept))
     os.replace(temp, path)
-    if operation in _APPENDS:
+    if operation in APPENDS:
         adds = sum(1 for a in kept if "add" in a)
         what = f"kept {adds} data files (those it names whole and that read)"
     elif _missing_files(store):  # replaced files already vacuumed: undoing cannot restore them
@@ -375,18 +400,24 @@ def _missing_files(store: Store) -> list[Path]:
         return []
 
 
-def _sound_part(store: Store, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An append's actions less its commit info and the adds whose file does not read."""
+def sound_part(actions: list[dict[str, Any]], reads: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """An append's actions less its commit info and the adds whose file (its
+    path in the table, given to ``reads``) does not read."""
     from urllib.parse import unquote
 
-    root = store.events.path
     return [
         a
         for a in actions
         if "commitInfo" not in a
         and "remove" not in a
-        and ("add" not in a or _reads(root / unquote(str(a["add"].get("path")))))
+        and ("add" not in a or reads(unquote(str(a["add"].get("path")))))
     ]
+
+
+def commit_text(info: dict[str, Any] | None, kept: list[dict[str, Any]]) -> bytes:
+    """A rewritten commit: its commit info (or one saying none was readable), then ``kept``."""
+    head = info or {"operation": "unknown", "testmem": "doctor: none of it was readable"}
+    return "".join(json.dumps(a) + "\n" for a in [{"commitInfo": head}, *kept]).encode()
 
 
 def _rebuild_checkpoint(store: Store, stale: list[Path], aside: Path) -> str:
@@ -394,7 +425,7 @@ def _rebuild_checkpoint(store: Store, stale: list[Path], aside: Path) -> str:
     aside, then write a checkpoint from the commits; put all back if that fails."""
     log = store.events.path / "_delta_log"
     versions = {p.name.split(".")[0] for p in stale if p.name != _HINT}
-    parts = [p for p in log.iterdir() if _CHECKPOINT.match(p.name)]
+    parts = [p for p in log.iterdir() if CHECKPOINT_NAME.match(p.name)]
     moved = sorted([p for p in parts if p.name.split(".")[0] in versions] + [
         p for p in [log / _HINT] if p.exists()
     ])  # fmt: skip
@@ -520,7 +551,7 @@ def _tombstoned(store: Store) -> set[str]:
     removed = {
         unquote(str(a["remove"].get("path")))
         for path in commits.values()
-        for a in _actions(path)[0]
+        for a in actions_of(_read(path))[0]
         if isinstance(a.get("remove"), dict)
     }
     for path in (p for paths in checkpoints.values() for p in paths if _reads(p)):

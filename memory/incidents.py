@@ -48,6 +48,9 @@ from testmem.memory.reindexing import Reindexed, reindex
 from testmem.memory.store import Store
 
 LABELS = ("product-bug", "flaky", "test-outdated", "infra")
+# When an incident is resolved: after its last sighting, this many runs in
+# which its tests ran and passed. The one definition: the weekly report reads it.
+RESOLVED_AFTER_RUNS = 1
 
 
 @dataclass
@@ -101,7 +104,7 @@ _OUTCOMES_SQL = """
 class Incidents:
     """The incidents projection, built from the log on demand."""
 
-    def __init__(self, store: Store, resolve_after: int = 1) -> None:
+    def __init__(self, store: Store, resolve_after: int = RESOLVED_AFTER_RUNS) -> None:
         self.history = History(store)
         self.known = Known.load(self.history)
         self.resolve_after = resolve_after

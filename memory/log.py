@@ -51,6 +51,7 @@ _DISTINCT = frozenset(
 _FILTERED = ["type", "run_id", "occurred_at", "nodeid", "outcome", "failure_id", "incident_id"]
 _COMMIT_ATTEMPTS = 12
 _FALLBACK_VERSIONS = 20
+_COMMIT_KEY = re.compile(r"_delta_log/(\d{20})\.json")
 # Commit ids of writers gone for a week are dropped from the table's state.
 _SETTINGS = _CHECKPOINTS | {"delta.setTransactionRetentionDuration": "interval 7 days"}
 
@@ -322,14 +323,28 @@ class EventLog:
         (a few only: a log damaged deeper needs the doctor)."""
         from deltalake import DeltaTable
 
-        log = self.path / "_delta_log"
-        if self.remote or not log.is_dir():
-            return None
-        versions = sorted((int(p.name[:20]) for p in log.glob("[0-9]*.json")), reverse=True)
+        versions = sorted(self._commit_versions(), reverse=True)
         for version in versions[1:_FALLBACK_VERSIONS]:
             with contextlib.suppress(Exception):
                 return DeltaTable(self.uri, version=version)
         return None
+
+    def _commit_versions(self) -> list[int]:
+        """The versions of the commit files in ``_delta_log``, listed without
+        deltalake (which refuses a damaged log); on object storage, by a LIST."""
+        if not self.remote:
+            log = self.path / "_delta_log"
+            return [int(p.name[:20]) for p in log.glob("[0-9]*.json")] if log.is_dir() else []
+        import obstore
+
+        from testmem.memory.lease import object_store
+
+        try:
+            listed = obstore.list(object_store(self.uri), prefix="_delta_log/")
+            keys = [meta["path"] for batch in listed for meta in batch]
+        except Exception:  # unreachable: the caller's own error says so
+            return []
+        return [int(m[1]) for k in keys if (m := _COMMIT_KEY.fullmatch(k))]
 
 
 def _zstd() -> Any:

@@ -170,6 +170,7 @@ class History:
         self.db.execute("SET parquet_metadata_cache = true")
         self._locked = False
         self.skipped: list[str] = []  # damaged files left out of every answer
+        self._left_out: set[str] = set()  # those of a remote log, as its dataset names them
         self._files = [] if store.remote else self._sliced(store.events.files(self._version))
         self._by_name = False  # whether `events` matches the files' columns by name
         self._create_views()
@@ -221,11 +222,13 @@ class History:
 
     def _remote_dataset(self) -> Any:
         dataset = self.store.events.dataset(self._version)
-        if not self.part:
+        if not self.part and not self._left_out:
             return dataset
         import pyarrow.dataset as ds
 
-        fragments = self._sliced(list(dataset.get_fragments()))
+        fragments = [
+            f for f in self._sliced(list(dataset.get_fragments())) if f.path not in self._left_out
+        ]
         return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
 
     def _local_select(self) -> str:
@@ -250,24 +253,35 @@ class History:
 
     def _skip_damaged(self, exc: duckdb.Error) -> bool:
         """Leave out the snapshot file the error names, if it does not read."""
+        if self.store.remote:
+            return self._skip_damaged_objects(exc)
+        named = [f for f in self._files if _local_path(f) in str(exc) or f in str(exc)]
+        damaged = [f for f in named if not _footer_reads(f)]
+        self._files = [f for f in self._files if f not in damaged]
+        return self._skipping([_local_path(uri) for uri in damaged])
+
+    def _skip_damaged_objects(self, exc: duckdb.Error) -> bool:
+        """The same for a remote log: its dataset names files relative to the table."""
+        fragments = self.store.events.dataset(self._version).get_fragments()
+        named = [f for f in fragments if f.path in str(exc) and f.path not in self._left_out]
+        damaged = [f.path for f in named if not _fragment_reads(f)]
+        self._left_out.update(damaged)
+        return self._skipping([f"{self.store.events.uri}/{path}" for path in damaged])
+
+    def _skipping(self, damaged: list[str]) -> bool:
         import warnings
 
         from testmem.memory.errors import DamagedFileWarning
 
-        named = [f for f in self._files if _local_path(f) in str(exc) or f in str(exc)]
-        damaged = [f for f in named if not _footer_reads(f)]
-        if not damaged:
-            return False
-        self._files = [f for f in self._files if f not in damaged]
-        for uri in damaged:
-            self.skipped.append(_local_path(uri))
+        for where in damaged:
+            self.skipped.append(where)
             warnings.warn(
-                f"skipped damaged file {_local_path(uri)}: it does not read as Parquet "
+                f"skipped damaged file {where}: it does not read as Parquet "
                 "(answers leave its events out); run `testmem doctor --repair`",
                 DamagedFileWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return True
+        return bool(damaged)
 
     def query(self, sql: str, limits: QueryLimits | None = None) -> Rows:
         """Run a user's SQL: only SELECT statements, no file system access,
@@ -519,6 +533,15 @@ def _footer_reads(uri: str) -> bool:
 
     try:
         pq.read_metadata(_local_path(uri))
+        return True
+    except Exception:  # pyarrow raises ArrowInvalid, OSError...
+        return False
+
+
+def _fragment_reads(fragment: Any) -> bool:
+    """Whether a remote file's footer reads (through the dataset's filesystem)."""
+    try:
+        fragment.ensure_complete_metadata()
         return True
     except Exception:  # pyarrow raises ArrowInvalid, OSError...
         return False

@@ -172,9 +172,50 @@ def test_retries_rescued_and_time_waiting(two_weeks: History) -> None:
 def test_incidents_new_open_and_resolved_after_clean_runs(two_weeks: History) -> None:
     w46, w47 = two_week_report(two_weeks).weeks
     assert (w46.values["incidents_new"], w46.values["incidents_open"]) == (1, 1)
-    # inc-b's test passed in both W47 runs: 2 clean runs are not yet the 3 needed
-    assert w47.values["incidents_resolved"] == 0
-    assert (w47.values["incidents_new"], w47.values["incidents_open"]) == (1, 2)
+    # inc-b's test passed in W47's first run, inc-c's in the run after its failure
+    assert w47.values["incidents_resolved"] == 2
+    assert (w47.values["incidents_new"], w47.values["incidents_open"]) == (1, 0)
+
+
+def test_resolution_takes_the_runs_the_definition_asks(
+    two_weeks: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from testmem.memory.report import figures
+
+    monkeypatch.setattr(figures, "RESOLVED_AFTER_RUNS", 2)
+    w47 = two_week_report(two_weeks).weeks[1]
+    # inc-b's test passed in both W47 runs; inc-c's only in the one after its failure
+    assert (w47.values["incidents_resolved"], w47.values["incidents_open"]) == (1, 1)
+
+
+def test_the_report_resolves_incidents_as_the_incidents_projection(tmp_path: Path) -> None:
+    """inc-x: test_x failed, then passed in the next run; inc-y: test_y failed,
+    then was only skipped. Runs that did not run an incident's tests, or skipped
+    them, do not resolve it."""
+    from testmem.memory.incidents import Incidents
+
+    h = History_(tmp_path / "store")
+    outcomes = [
+        {"t::test_x": "failed", "t::test_y": "passed"},
+        {"t::test_x": "passed", "t::test_y": "failed"},
+        {"t::test_x": "passed", "t::test_y": "skipped"},
+    ]
+    for day, tests in enumerate(outcomes):
+        when = at(W47 + timedelta(days=day))
+        run = h.run(when, tests)
+        for nodeid in (n for n, o in tests.items() if o == "failed"):
+            failure_id = f"{run}-{nodeid}"
+            h.events.append(
+                FailureObserved(run_id=run, occurred_at=when, failure_id=failure_id, nodeid=nodeid)
+            )
+            incident = f"inc-{nodeid[-1]}"
+            h.fact("FailureLinked", run, when, failure_id=failure_id, nodeid=nodeid,
+                   incident_id=incident, signature=f"sig-{incident}")  # fmt: skip
+    history = h.save()
+    projection = {i.incident_id: i.status for i in Incidents(history.store).list()}
+    week = weekly_report(history, weeks=1, until=W47 + timedelta(days=6), tz="UTC").weeks[-1]
+    assert projection == {"inc-x": "resolved", "inc-y": "open"}
+    assert (week.values["incidents_resolved"], week.values["incidents_open"]) == (1, 1)
 
 
 def test_defects_heals_and_generated_tests_are_counted(two_weeks: History) -> None:
@@ -226,18 +267,17 @@ def test_week_bounds_follow_daylight_saving_time(tmp_path: Path) -> None:
     assert (report.series("runs"), report.series("tests")) == ([1, 1], [1, 1])
 
 
-def test_incident_resolves_after_three_runs_without_it(tmp_path: Path) -> None:
+def test_incident_resolves_at_the_first_run_its_tests_pass(tmp_path: Path) -> None:
     h = History_(tmp_path / "store")
     run = h.run(at(W46), {"t::a": "failed"})
     h.failure(run, at(W46), "t::a", "inc-a", "regression")
-    for day in range(3):  # W47: three runs without a sighting
+    h.run(at(W47), {"t::other": "passed"})  # W47 Monday: a run without its test
+    for day in (1, 2):  # then two runs where it passes
         h.run(at(W47 + timedelta(days=day)), {"t::a": "passed"})
     w46, w47 = weekly_report(h.save(), weeks=2, until=W47, tz="UTC").weeks
     assert (w46.values["incidents_open"], w47.values["incidents_open"]) == (1, 0)
     assert w47.values["incidents_resolved"] == 1
-    assert w47.values["mttr_hours"] == pytest.approx(
-        9 * 24
-    )  # W46 Monday noon to W47 Wednesday noon
+    assert w47.values["mttr_hours"] == pytest.approx(8 * 24)  # W46 Monday noon to W47 Tuesday
 
 
 def test_unknown_time_zone_is_a_report_error(two_weeks: History) -> None:

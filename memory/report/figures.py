@@ -10,9 +10,10 @@ come back. Definitions, so the numbers can be trusted and argued with:
 - flakiness of a test in a week: min(runs it passed in, at once or on retry;
   runs it failed first) / its runs, so 0 is steady and 0.5 a coin toss.
 - incident: the `FailureLinked` facts of one incident (merged ones count as
-  the incident they were merged into). Resolved once `RESOLVED_AFTER_RUNS`
-  runs started after its last sighting without seeing it again (its failure
-  would have been linked to it); time to resolve runs from first sighting.
+  the incident they were merged into). Resolved as `testmem incidents` says
+  (`testmem.memory.incidents.RESOLVED_AFTER_RUNS`): once that many runs, started
+  after the run of its last sighting, ran its tests and they all passed (at
+  once or on retry); time to resolve runs from first sighting to that run's start.
 - HTTP error: a transport error or a 5xx status. Schema change: the set of
   top-level keys of a route's JSON object responses differs from the week before.
 """
@@ -24,11 +25,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from testmem.memory.incidents import RESOLVED_AFTER_RUNS
 from testmem.memory.query import History
 from testmem.memory.report.model import (
     CATEGORIES,
     METRICS,
-    RESOLVED_AFTER_RUNS,
     Period,
     Report,
     WeekFigures,
@@ -38,8 +39,10 @@ from testmem.memory.report.model import (
 
 TOP = 10
 _BUCKETS = 40  # latency buckets per unit of ln(seconds): each 2.5 % wide
-# An engine hands back the merged-to-be partial rows of one of `SCANS`, by name.
-Engine = Callable[[str], Any]
+# An engine runs the named `SCANS` over the log's files, with the driver's
+# tables given (name -> Arrow table) present, and hands back each scan's
+# partial rows (name -> Arrow table), merged-to-be.
+Engine = Callable[[list[str], dict[str, Any]], dict[str, Any]]
 _FACT_TYPES = ["DefectFiled", "HealProposed", "HealVerified", "TestsGenerated", "RetryAttempted"]
 
 
@@ -74,15 +77,31 @@ def _prepare(history: History, period: Period, engine: Engine | None = None) -> 
     (`SCANS`): each is a scan of the log's files into partial rows, then a
     merge of those rows. The default engine runs both here; another engine
     (`testmem.memory.report.ray_engine`) runs the scans over slices of the files
-    elsewhere and hands back the partial rows to merge."""
+    elsewhere and hands back the partial rows to merge. The scans of the
+    incidents' tests after their last sighting come second: they need the
+    sightings the first scans found."""
     set_period(history, period)
-    for name, (scan, merge) in SCANS.items():
-        if engine is None:
+    _scan(history, FIRST_SCANS, engine, {})
+    for sql in (_SIGHTINGS_SQL, _SPANS_SQL, _WATCHED_SQL):
+        history.sql(sql)
+    _scan(
+        history,
+        ["after_sighting"],
+        engine,
+        {"watched": history.db.sql("FROM watched").to_arrow_table()},
+    )
+
+
+def _scan(history: History, names: list[str], engine: Engine | None, given: dict[str, Any]) -> None:
+    if engine is None:
+        for name in names:
+            scan, merge = SCANS[name]
             history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS WITH parts AS ({scan}) {merge}")
-        else:
-            history.db.register("parts", engine(name))
-            history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS {merge}")
-            history.db.unregister("parts")
+        return
+    for name, parts in engine(names, given).items():
+        history.db.register("parts", parts)
+        history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS {SCANS[name][1]}")
+        history.db.unregister("parts")
 
 
 def set_period(history: History, period: Period) -> None:
@@ -134,19 +153,37 @@ SCANS = {
            FROM exchanges, bounds WHERE occurred_at >= lo AND occurred_at < hi GROUP BY ALL""",
         "SELECT week, route, bucket, sum(n) AS n, sum(errors) AS errors FROM parts GROUP BY ALL",
     ),
-    # Each distinct body once: identical responses are parsed once.
+    # The final outcome of each watched test in each run after its watch
+    # began (``watched``: the incidents' tests, from the run of their last sighting).
+    "after_sighting": (
+        """SELECT r.run_id, r.nodeid, max(r.attempt) AS attempt,
+                  arg_max(r.outcome, r.attempt) AS outcome
+           FROM results r JOIN watched w ON r.nodeid = w.nodeid AND r.occurred_at > w.after,
+                bounds
+           WHERE r.occurred_at < hi GROUP BY ALL""",
+        """SELECT run_id, nodeid, arg_max(outcome, attempt) AS outcome
+           FROM parts GROUP BY ALL""",
+    ),
+    # Each distinct body once: identical responses are parsed once. A body
+    # without its digest (imported, or written by another tool) is told apart
+    # by its own hash: were all of them one group, any one of them would
+    # stand for all, and which one would depend on the order of the scan.
     "bodies": (
-        """SELECT week_in(occurred_at) AS week, route, response_body_sha256,
+        """SELECT week_in(occurred_at) AS week, route,
+                  coalesce(response_body_sha256, sha256(response_body)) AS body_sha256,
                   any_value(response_body) AS body
            FROM exchanges, bounds
            WHERE occurred_at >= lo AND occurred_at < hi AND response_body_encoding = 'utf-8'
              AND NOT coalesce(response_body_truncated, false)
              AND starts_with(response_body, '{')
            GROUP BY ALL""",
-        """SELECT week, route, response_body_sha256, any_value(body) AS body
+        """SELECT week, route, body_sha256, any_value(body) AS body
            FROM parts GROUP BY ALL""",
     ),
 }
+
+
+FIRST_SCANS = ["notable", "test_weeks", "latency", "bodies"]
 
 
 def _week_macros(history: History, period: Period) -> None:
@@ -242,7 +279,6 @@ def _facts(history: History) -> list[tuple[date, dict[str, Any]]]:
 
 
 def _incidents(history: History) -> list[tuple[date, dict[str, Any]]]:
-    history.sql(_SIGHTINGS_SQL)
     history.sql(_INCIDENT_SPANS_SQL, [RESOLVED_AFTER_RUNS])
     rows = _rows(
         history,
@@ -275,26 +311,47 @@ CREATE OR REPLACE TEMP TABLE sightings AS
 WITH merged AS (
     SELECT incident_id, arg_max(detail->>'$.into', occurred_at) AS into_id
     FROM notable WHERE type = 'IncidentsMerged' GROUP BY 1)
-SELECT coalesce(m.into_id, l.incident_id) AS incident_id, l.nodeid, l.occurred_at,
+SELECT coalesce(m.into_id, l.incident_id) AS incident_id, l.nodeid, l.run_id, l.occurred_at,
        min(l.occurred_at) OVER (PARTITION BY coalesce(m.into_id, l.incident_id)) AS first_seen
 FROM notable l LEFT JOIN merged m USING (incident_id)
 WHERE l.type = 'FailureLinked' AND l.incident_id IS NOT NULL
 """
 
+# Each incident's span, and the start of the run its last sighting was in
+# (its own time when the log has no such run): runs after it may resolve it.
+_SPANS_SQL = """
+CREATE OR REPLACE TEMP TABLE spans AS
+SELECT s.incident_id, min(s.occurred_at) AS first_seen, max(s.occurred_at) AS last_seen,
+       coalesce(arg_max(r.occurred_at, s.occurred_at), max(s.occurred_at)) AS watched_from
+FROM sightings s LEFT JOIN notable r ON r.type = 'RunStarted' AND r.run_id = s.run_id
+GROUP BY 1
+"""
+
+_WATCHED_SQL = """
+CREATE OR REPLACE TEMP TABLE watched AS
+SELECT t.nodeid, min(s.watched_from) AS after
+FROM (SELECT DISTINCT incident_id, nodeid FROM sightings) t JOIN spans s USING (incident_id)
+GROUP BY 1
+"""
+
+# A run resolves toward an incident when its tests ran in it and all passed;
+# the incident is resolved at the start of the $1-th such run (`testmem.memory.incidents`).
 _INCIDENT_SPANS_SQL = """
 CREATE OR REPLACE TEMP TABLE incident_spans AS
-WITH spans AS (
-    SELECT incident_id, min(occurred_at) AS first_seen, max(occurred_at) AS last_seen
-    FROM sightings GROUP BY 1
-), run_order AS (
-    SELECT occurred_at AS started_at, row_number() OVER (ORDER BY occurred_at) AS n
-    FROM notable WHERE type = 'RunStarted'
-), first_clean AS (  -- the first run started after the last sighting
-    SELECT s.incident_id, r.n FROM spans s ASOF JOIN run_order r ON s.last_seen < r.started_at
+WITH clean AS (
+    SELECT t.incident_id, a.run_id, any_value(r.occurred_at) AS started_at
+    FROM (SELECT DISTINCT incident_id, nodeid FROM sightings) t
+         JOIN spans s USING (incident_id)
+         JOIN after_sighting a ON a.nodeid = t.nodeid AND a.outcome <> 'skipped'
+         JOIN notable r ON r.type = 'RunStarted' AND r.run_id = a.run_id
+    WHERE r.occurred_at > s.watched_from
+    GROUP BY ALL HAVING bool_and(a.outcome IN ('passed', 'xfailed'))
+), counted AS (
+    SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY started_at, run_id) AS n
+    FROM clean
 )
-SELECT s.*, r.started_at AS resolved_at
-FROM spans s LEFT JOIN first_clean f USING (incident_id)
-     LEFT JOIN run_order r ON r.n = f.n + $1 - 1
+SELECT s.incident_id, s.first_seen, s.last_seen, c.started_at AS resolved_at
+FROM spans s LEFT JOIN counted c ON c.incident_id = s.incident_id AND c.n = $1
 """
 
 
@@ -471,8 +528,9 @@ def _notes() -> list[str]:
         "Failures without a DecisionMade fact count as category 'unknown'.",
         "Flakiness: min(runs passed at once or on retry, runs failed first that triage did not"
         " put down to an API change or a regression) / runs in the week, as `testmem flaky`.",
-        f"An incident is resolved once {RESOLVED_AFTER_RUNS} runs started after its last "
-        "sighting without seeing it again; time to resolve counts from its first sighting.",
+        f"An incident is resolved once {RESOLVED_AFTER_RUNS} run(s) after its last sighting ran"
+        " its tests and they all passed, as `testmem incidents` says; time to resolve counts"
+        " from its first sighting.",
         "HTTP errors: transport errors and 5xx responses. Latency quantiles are within 2.5 %.",
         "Schema changes: the top-level keys of a route's JSON object responses changed.",
     ]

@@ -16,8 +16,6 @@ from testmem.memory.errors import TestmemError
 
 ENV_TZ = "TESTMEM_TZ"
 CATEGORIES = ("transient", "flaky", "outdated", "regression", "unknown")
-# Runs an incident's tests must pass, after its last sighting, to count as resolved.
-RESOLVED_AFTER_RUNS = 3
 
 
 class ReportError(TestmemError):
