@@ -124,9 +124,9 @@ class EventLog:
             with self.spool.settling() as segments:
                 table = self._table() if self._table_exists() else None
                 fresh = [s for s in segments if not table or not table.transaction_version(s.app_id)]
-                if fresh:
-                    ids = [(s.app_id, 1) for s in fresh]
-                    self._append_table(self.spool.table(fresh), ids)
+                spooled = self.spool.table(fresh)
+                if spooled.num_rows:
+                    self._append_table(spooled, [(s.app_id, 1) for s in fresh])
                 self.spool.remove(segments)
         except Exception as exc:  # an unreadable segment, a lock held too long...
             import warnings

@@ -102,10 +102,12 @@ class Spool:
             yield self.segments()
 
     def table(self, segments: Sequence[Segment]) -> pa.Table:
-        """The events of ``segments`` as a table of the log's schema."""
+        """The events of ``segments`` as a table of the log's schema; a
+        segment that does not read is set aside (``NAME.damaged``), with a
+        warning, so that it holds up no other."""
         from testmem.memory.log import rows_to_table
 
-        rows = [_row(json.loads(line)) for s in segments for line in _lines(s.path)]
+        rows = [row for s in segments for row in self._rows(s)]
         try:
             return rows_to_table(rows)
         except UnicodeEncodeError:  # a lone surrogate from a test's value: escape it
@@ -117,6 +119,24 @@ class Spool:
         for segment in segments:
             with contextlib.suppress(FileNotFoundError):
                 segment.path.unlink()
+
+
+    def _rows(self, segment: Segment) -> list[dict[str, Any]]:
+        try:
+            text = segment.path.read_text(encoding="utf-8")
+            return [_row(json.loads(line)) for line in text.splitlines()]
+        except (ValueError, TypeError, KeyError) as exc:  # not what `append` writes
+            import warnings
+
+            from testmem.memory.errors import DamagedFileWarning
+
+            segment.path.rename(segment.path.with_suffix(".damaged"))
+            warnings.warn(
+                f"spooled segment {segment.path.name} does not read, set aside: {exc}",
+                DamagedFileWarning,
+                stacklevel=4,
+            )
+            return []
 
 
 def _write_whole(path: Path, data: bytes) -> None:
@@ -170,6 +190,3 @@ def _escaped(row: dict[str, Any], escaped: Any) -> dict[str, Any]:
         for k, v in row.items()
     }
 
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines()
