@@ -89,7 +89,7 @@ class Spool:
         """The complete segments, oldest first (a name's number keeps a writer's order)."""
         try:
             names = sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(_SUFFIX))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing spooled yet
             return []
         return [Segment(self.directory / n) for n in names if not n.startswith(".")]
 
