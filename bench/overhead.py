@@ -179,10 +179,10 @@ def estimated_cycles(counts: dict[str, int]) -> int:
 
 def instructions(suite: Path, work: Path) -> dict[str, tuple[int, int]]:
     """Instructions and estimated cycles (see `estimated_cycles`) of each
-    variant's test process, under valgrind's cachegrind: figures no neighbour
-    on the machine can disturb. The store process, a child, is not traced: it
-    runs on another core. Post-run triage is left out (under valgrind,
-    loading the model alone takes minutes)."""
+    variant, every process it starts included (the test process, xdist's
+    workers, a store process, git), under valgrind's cachegrind: figures no
+    neighbour on the machine can disturb. Post-run triage is left out (under
+    valgrind, loading the model alone takes minutes)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (e.g. apt install valgrind)")
     commands = variants(work, triage=False)
@@ -191,7 +191,7 @@ def instructions(suite: Path, work: Path) -> dict[str, tuple[int, int]]:
 
     def count(command: list[str]) -> tuple[int, int]:
         done = subprocess.run(  # the summary on stderr is all we read
-            ["valgrind", "--tool=cachegrind", "--cache-sim=yes",
+            ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--trace-children=yes",
              "--cachegrind-out-file=/dev/null", *command],
             cwd=suite, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -199,7 +199,7 @@ def instructions(suite: Path, work: Path) -> dict[str, tuple[int, int]]:
             name: sum(int(n.replace(",", "")) for n in re.findall(pattern, done.stderr))
             for name, pattern in _CACHEGRIND.items()
         }
-        if done.returncode != 1 or not all(counts.values()):
+        if done.returncode not in (0, 1) or not all(counts.values()):
             raise SystemExit(f"{' '.join(command)}: exit {done.returncode} under valgrind")
         return counts["I"], estimated_cycles(counts)
 
@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> str:
         raise SystemExit(f"--memory recorded {counts} results per run, expected {expected}")
     if args.instructions:
         text = (
-            f"Instructions and estimated cycles of the test process, {expected} tests "
-            f"(valgrind --tool=cachegrind --cache-sim=yes, one run each):\n\n"
+            f"Instructions and estimated cycles of every process, {expected} tests "
+            f"(valgrind --tool=cachegrind --cache-sim=yes --trace-children=yes, one run each):\n\n"
             f"{instructions_report(counted)}"
         )
     else:

@@ -35,7 +35,7 @@ from testmem.memory.events import Event, arrow_schema, to_table
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from testmem.memory.spool import Spool
+    from testmem.memory.spool import Segment, Spool
 
 PARTITION_BY = ["day"]
 # Opening the table and committing to it replay every commit since the last
@@ -84,8 +84,9 @@ class EventLog:
         self.retries = 0  # commits that lost a race and were tried again
 
     def exists(self) -> bool:
-        """Whether there is a log, or a spooled run that will make one."""
-        return self._table_exists() or bool(self.spool and self.spool.segments())
+        """Whether there is a log (spooled runs committed first: see `settle`)."""
+        self.settle()
+        return self._table_exists()
 
     def _table_exists(self) -> bool:
         if not self.remote:
@@ -122,8 +123,7 @@ class EventLog:
             return
         try:
             with self.spool.settling() as segments:
-                table = self._table() if self._table_exists() else None
-                fresh = [s for s in segments if not table or not table.transaction_version(s.app_id)]
+                fresh = self._uncommitted(segments)
                 spooled = self.spool.table(fresh)
                 if spooled.num_rows:
                     self._append_table(spooled, [(s.app_id, 1) for s in fresh])
@@ -138,6 +138,13 @@ class EventLog:
                 DamagedFileWarning,
                 stacklevel=3,
             )
+
+    def _uncommitted(self, segments: list[Segment]) -> list[Segment]:
+        """The segments no commit marks as landed (by their app transaction)."""
+        if not self._table_exists():
+            return segments
+        table = self._table()
+        return [s for s in segments if table.transaction_version(s.app_id) is None]
 
     def append_table(self, table: pa.Table) -> None:
         """Write ``table`` as Parquet files (one per day), then commit them in

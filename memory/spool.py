@@ -120,7 +120,6 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 segment.path.unlink()
 
-
     def _rows(self, segment: Segment) -> list[dict[str, Any]]:
         try:
             text = segment.path.read_text(encoding="utf-8")
@@ -189,4 +188,3 @@ def _escaped(row: dict[str, Any], escaped: Any) -> dict[str, Any]:
         else v
         for k, v in row.items()
     }
-

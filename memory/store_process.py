@@ -153,9 +153,7 @@ class _Work:
             threading.Thread(target=self._read_records, args=reading, daemon=True).start()
         return self._records
 
-    def _read_records(
-        self, records: Future[list[dict[str, Any]]], exclude_run: str | None
-    ) -> None:
+    def _read_records(self, records: Future[list[dict[str, Any]]], exclude_run: str | None) -> None:
         try:
             records.set_result(advisor_records(self.store, exclude_run))
         except Exception as exc:  # history is advice: say why it is missing

@@ -7,8 +7,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import pytest
-
 from testmem.memory.errors import DamagedFileWarning
 from testmem.memory.events import Blob, FailureObserved, RunStarted, TestFinished
 from testmem.memory.query import History
@@ -39,10 +37,14 @@ def test_spooled_events_read_back_as_they_were_written(store_dir: Path) -> None:
     )
     store.events.spool.append([started, failed])
     assert not (store_dir / "events").exists()  # not converted yet
-    rows = History(Store.open(store_dir)).sql(
-        "SELECT type, occurred_at, args, message, traceback, traceback_size, traceback_truncated "
-        "FROM events ORDER BY type"
-    ).rows
+    rows = (
+        History(Store.open(store_dir))
+        .sql(
+            "SELECT type, occurred_at, args, message, traceback, traceback_size, traceback_truncated "
+            "FROM events ORDER BY type"
+        )
+        .rows
+    )
     assert rows == [
         ("FailureObserved", failed.occurred_at, None, "boom", "xxxx", 10, True),
         ("RunStarted", started.occurred_at, ["-k", "caf\u00e9"], None, None, None, None),
@@ -102,9 +104,7 @@ def test_every_event_of_an_xdist_session_is_in_the_log_after_it(pytester, store_
     assert workers == [("gw0",), ("gw1",)]
 
 
-def test_a_passing_session_starts_no_store_process_and_loads_no_store_library(
-    pytester, store_dir
-):
+def test_a_passing_session_starts_no_store_process_and_loads_no_store_library(pytester, store_dir):
     """Events go to the spool from the test process: no second interpreter
     (its imports of pyarrow and deltalake were most of a short run's cost)."""
     pytester.makepyfile("def test_ok(): pass\n")
