@@ -40,8 +40,8 @@ def test_spooled_events_read_back_as_they_were_written(store_dir: Path) -> None:
     rows = (
         History(Store.open(store_dir))
         .sql(
-            "SELECT type, occurred_at, args, message, traceback, traceback_size, traceback_truncated "
-            "FROM events ORDER BY type"
+            "SELECT type, occurred_at, args, message, traceback, traceback_size, "
+            "traceback_truncated FROM events ORDER BY type"
         )
         .rows
     )
