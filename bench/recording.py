@@ -2,10 +2,12 @@
 
 1. ``suite``: an exchange-heavy suite (a FastAPI app in-process, called
    through Starlette's ``TestClient``, ``--tests`` tests of ``--per-test``
-   exchanges each) run as plain pytest (``-p no:testmem``) and with
-   ``pytest --memory`` (automatic recording), interleaved round by round.
-   CPU is the test process's and every process it started (the store
-   process included: `bench.timed` counts the children it waited for).
+   exchanges each) run as plain pytest (``-p no:testmem``), with
+   pytest-reportlog and with ``pytest --memory`` (automatic recording),
+   interleaved round by round, with ``--xdist N`` under ``-n N``. CPU is the
+   test process's and every process it started (xdist's workers, a store
+   process: `bench.timed` counts the children it waited for); what the spool
+   defers to the next reader is measured after the rounds.
 2. ``per exchange``: CPU of the test process per exchange (``time.process_time``,
    every thread), one fresh process per variant, over httpx's ASGITransport:
    no recording, testmem's interception and tap (capture, redaction, the
@@ -13,6 +15,7 @@
    its default YAML serializer, the cassette written at the end).
 
     python -m bench.recording --rounds 5
+    python -m bench.recording --rounds 5 --xdist 2
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import textwrap
 from pathlib import Path
 
 from bench import PYTHON, Timing, median, table, timed
+from bench.overhead import RECORDING, settle_cost, settle_report
 
 APP = """
 from fastapi import FastAPI
@@ -76,14 +80,17 @@ def write_suite(root: Path, tests: int, per_test: int) -> Path:
     return suite
 
 
-def suite_overhead(root: Path, rounds: int, tests: int, per_test: int) -> dict[str, list[Timing]]:
-    suite = write_suite(root, tests, per_test)
-    pytest = [PYTHON, "-m", "pytest", "-q"]
-    commands = {
+def suite_commands(root: Path, extra: list[str]) -> dict[str, list[str]]:
+    pytest = [PYTHON, "-m", "pytest", "-q", *extra]
+    return {
         "pytest -p no:testmem": [*pytest, "-p", "no:testmem"],
+        "pytest --report-log": [*pytest, "-p", "no:testmem", f"--report-log={root / 'log.jsonl'}"],
         "pytest --memory --memory-retries=0 --no-memory-triage": [
             *pytest, "--memory", "--memory-retries=0", "--no-memory-triage",
             f"--memory-dir={root / 'store'}",
+        ],
+        "pytest --memory --no-memory-triage": [
+            *pytest, "--memory", "--no-memory-triage", f"--memory-dir={root / 'advised'}",
         ],
         # The same without interception: the run's fixed cost (the store
         # process, its imports, the events of tests), so the rest is the exchanges'.
@@ -92,6 +99,13 @@ def suite_overhead(root: Path, rounds: int, tests: int, per_test: int) -> dict[s
             "-o", "memory_record_http=false", f"--memory-dir={root / 'off'}",
         ],
     }  # fmt: skip
+
+
+def suite_overhead(
+    root: Path, rounds: int, tests: int, per_test: int, extra: list[str]
+) -> dict[str, list[Timing]]:
+    suite = write_suite(root, tests, per_test)
+    commands = suite_commands(root, extra)
     names = list(commands)
     for command in commands.values():  # warm up: byte-compile, create the store
         timed(command, cwd=suite)
@@ -180,14 +194,18 @@ def main() -> None:
     parser.add_argument("--per-test", type=int, default=6)
     parser.add_argument("--exchanges", type=int, default=2000)
     parser.add_argument("--per-exchange-only", action="store_true")
+    parser.add_argument("--xdist", type=int, default=0, help="run every variant with -n N")
     args = parser.parse_args()
+    extra = ["-n", str(args.xdist)] if args.xdist else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.per_exchange_only:
             write_suite(root, args.tests, args.per_test)
             print_costs(per_exchange(root, args.exchanges, 3), args.exchanges)
             return
-        timings = suite_overhead(root, args.rounds, args.tests, args.per_test)
+        timings = suite_overhead(root, args.rounds, args.tests, args.per_test, extra)
+        recording = suite_commands(root, extra)[RECORDING]
+        deferred = settle_cost(root / "store", recording, root / "suite")
         base = timings["pytest -p no:testmem"]
         rows = []
         for name, runs in timings.items():
@@ -199,6 +217,7 @@ def main() -> None:
         print(f"exchanges recorded per run: {recorded_exchanges(root / 'store')}")
         header = ["variant", "wall s", "wall ratio", "CPU s (all processes)", "CPU ratio"]
         print(table(header, rows))
+        print(settle_report(deferred))
         print_costs(per_exchange(root, args.exchanges, 3), args.exchanges)
 
 

@@ -118,9 +118,13 @@ class Soak:
 
 
 def snapshot(store: Path) -> list[tuple[str, str, str]]:
-    """(event id, type, run id) of every event of the current snapshot, duplicates kept."""
+    """(event id, type, run id) of every event of the current snapshot, duplicates kept
+    (a recording run's spooled segments committed first, as every reader does)."""
     from deltalake import DeltaTable
 
+    from testmem.memory.store import Store
+
+    Store(store).events.settle()
     events = store / "events"
     if not (events / "_delta_log").is_dir():
         return []

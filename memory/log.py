@@ -9,6 +9,8 @@ retries. Every commit carries a Delta app transaction (``txn``: this log
 object's id and the batch's number), so a retry first asks the table
 whether the batch already landed and never writes it twice. `EventWriter`
 buffers events and flushes them in batches by count, by age and on close.
+A local log also has a spool (`testmem.memory.spool`): runs the recorder
+wrote as JSON, which every reader and writer commits first (`settle`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from testmem.memory.events import Event, arrow_schema, to_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from testmem.memory.spool import Segment, Spool
 
 PARTITION_BY = ["day"]
 # Opening the table and committing to it replay every commit since the last
@@ -67,7 +71,8 @@ class CompactionResult:
 class EventLog:
     """Append-only access to the Delta table of events, at a path or a URL."""
 
-    def __init__(self, location: Path | str) -> None:
+    def __init__(self, location: Path | str, spool: Spool | None = None) -> None:
+        self.spool = spool  # runs recorded but not yet converted (`settle`)
         self.remote = isinstance(location, str) and "://" in location
         self.uri = str(location)
         self.path = Path(location)  # for a remote log, a path that names nothing here
@@ -80,6 +85,11 @@ class EventLog:
         self.retries = 0  # commits that lost a race and were tried again
 
     def exists(self) -> bool:
+        """Whether there is a log (spooled runs committed first: see `settle`)."""
+        self.settle()
+        return self._table_exists()
+
+    def _table_exists(self) -> bool:
         if not self.remote:
             return (self.path / "_delta_log").is_dir()
         if not self._known:  # once there, a table stays there
@@ -104,6 +114,39 @@ class EventLog:
         if events:
             self.append_table(events_to_table(events))
 
+    def settle(self) -> None:
+        """Commit the spooled segments (`testmem.memory.spool`) in one commit,
+        then delete them; each one is committed once, even after a settle
+        killed before it could delete them. Every reader and writer settles
+        first, so all of them see every recorded run. Trouble is a warning:
+        what is committed stays readable."""
+        if self.spool is None or not self.spool.segments():
+            return
+        try:
+            with self.spool.settling() as segments:
+                fresh = self._uncommitted(segments)
+                spooled = self.spool.table(fresh)
+                if spooled.num_rows:
+                    self._append_table(spooled, [(s.app_id, 1) for s in fresh])
+                self.spool.remove(segments)
+        except Exception as exc:  # an unreadable segment, a lock held too long...
+            import warnings
+
+            from testmem.memory.errors import DamagedFileWarning
+
+            warnings.warn(
+                f"spooled events in {self.spool.directory} not committed yet: {exc}",
+                DamagedFileWarning,
+                stacklevel=3,
+            )
+
+    def _uncommitted(self, segments: list[Segment]) -> list[Segment]:
+        """The segments no commit marks as landed (by their app transaction)."""
+        if not self._table_exists():
+            return segments
+        table = self._table()
+        return [s for s in segments if table.transaction_version(s.app_id) is None]
+
     def append_table(self, table: pa.Table) -> None:
         """Write ``table`` as Parquet files (one per day), then commit them in
         one Delta transaction: until the commit, no reader sees them.
@@ -117,15 +160,20 @@ class EventLog:
         """
         if table.num_rows == 0:
             return
+        self.settle()  # spooled runs first, in the order they happened
+        self._append_table(table, [(self._app_id, next(self._batches))])
+
+    def _append_table(self, table: pa.Table, commits: list[tuple[str, int]]) -> None:
+        """`append_table` as one commit marked with ``commits``: pairs of a
+        writer's id and its batch number (Delta app transactions)."""
         try:
             adds = self._write_files(table)
         except Exception as exc:
             raise _translate(exc, f"cannot append to {self.uri}") from exc
-        batch = next(self._batches)
         for attempt in range(_COMMIT_ATTEMPTS):
             try:
-                if attempt == 0 or not self._landed(batch):
-                    self._commit(adds, batch)
+                if attempt == 0 or not self._landed(*commits[0]):
+                    self._commit(adds, commits)
                 return
             except Exception as exc:  # deltalake raises several unrelated types
                 error = _translate(exc, f"cannot append to {self.uri}")
@@ -134,11 +182,11 @@ class EventLog:
                 self.retries += 1
                 time.sleep(random.uniform(0.01, 0.02 * 2 ** min(attempt, 6)))
 
-    def _landed(self, batch: int) -> bool:
-        """Whether this writer's commit number ``batch`` is in the table."""
-        if not self.exists():
+    def _landed(self, app_id: str, batch: int) -> bool:
+        """Whether writer ``app_id``'s commit number ``batch`` is in the table."""
+        if not self._table_exists():
             return False
-        found = self._table().transaction_version(self._app_id)
+        found = self._table().transaction_version(app_id)
         return found is not None and found >= batch
 
     def _write_files(self, table: pa.Table) -> list[Any]:
@@ -194,9 +242,9 @@ class EventLog:
         obstore.put(self._objects, name, data.to_pybytes())
         return data.size
 
-    def _commit(self, adds: list[Any], batch: int) -> None:
-        """Record written files in one commit, numbered ``batch`` for this
-        writer; the first one creates the table.
+    def _commit(self, adds: list[Any], commits: list[tuple[str, int]]) -> None:
+        """Record written files in one commit, marked with ``commits`` (see
+        `_append_table`); the first one creates the table.
 
         The table's schema gains any column this version added (evolution is
         additive: older files read it as null).
@@ -205,9 +253,9 @@ class EventLog:
         from deltalake.transaction import create_table_with_add_actions
 
         schema = arrow_schema()
-        ours = CommitProperties(app_transactions=[Transaction(self._app_id, batch)])
+        ours = CommitProperties(app_transactions=[Transaction(*c) for c in commits])
         with self._committing:
-            if not self.exists():  # losing a race to create it is a transient error
+            if not self._table_exists():  # losing a race to create it is a transient error
                 create_table_with_add_actions(
                     self.uri,
                     Schema.from_arrow(schema),
@@ -249,12 +297,16 @@ class EventLog:
 
     def files(self, version: int | None = None) -> list[str]:
         """The Parquet files of the current snapshot, or of ``version`` (what a reader may read)."""
-        if not self.exists():
+        if version is None:
+            self.settle()
+        if not self._table_exists():
             return []
         return self._table(version=version).file_uris()
 
     def dataset(self, version: int | None = None) -> Any:
         """The current snapshot (or ``version``) as a pyarrow dataset (how remote logs are read)."""
+        if version is None:
+            self.settle()
         try:
             return self._table(version=version).to_pyarrow_dataset()
         except StoreError:
@@ -264,19 +316,22 @@ class EventLog:
 
     def size_bytes(self) -> int:
         """The bytes of the snapshot's data files, as the log records them."""
-        if not self.exists():
+        self.settle()
+        if not self._table_exists():
             return 0
         sizes = self._table().get_add_actions(flatten=True).column("size_bytes")
         return int(sum(sizes.to_pylist()))
 
     def version(self) -> int | None:
-        return self._table().version() if self.exists() else None
+        self.settle()
+        return self._table().version() if self._table_exists() else None
 
     def compact(self, vacuum_hours: float = 1.0) -> CompactionResult:
         """Merge small files into large ones in one commit, then delete files
         that left the snapshot more than ``vacuum_hours`` ago (readers that
         still hold an older snapshot keep working meanwhile)."""
-        if not self.exists():
+        self.settle()
+        if not self._table_exists():
             raise StoreError(f"no event log at {self.uri}")
         try:
             table = self._table()

@@ -116,9 +116,15 @@ class Recorder:
         self.writer: EventWriter | None = None
         self.store_process: StoreProcess | None = None
         if not self.is_worker:
-            self.store_process = StoreProcess(store, prefetch=prefetch_history)
+            # A local store's events go to its spool, as JSON, from this process:
+            # no pyarrow, no deltalake, no second interpreter for a run that only
+            # passes. The store process then starts only if the retry advisor
+            # asks for history (at the first failure), and writes only to a
+            # remote store, whose spool would be on no other machine.
+            spool = store.events.spool
+            self.store_process = StoreProcess(store, prefetch=prefetch_history and not spool)
             self.writer = EventWriter(
-                self.store_process,
+                spool or self.store_process,
                 batch_size=int(_number(config, "memory_flush_events", 1000, minimum=1)),
                 max_age_s=_number(config, "memory_flush_seconds", 2.0),
                 on_error=self._write_failed,
@@ -248,12 +254,12 @@ class Recorder:
         return lines
 
     def test_records(self) -> list[dict[str, Any]]:
-        """The records of the tests that ever did anything but pass, before
-        this run (`History.test_records`), for the retry advisor: read by the
+        """The records of the tests that ever did anything but pass, this run
+        left out (`History.test_records`), for the retry advisor: read by the
         store process where there is one (xdist's workers read it themselves)."""
         if self.store_process:
-            return self.store_process.test_records()
-        return advisor_records(self.store)
+            return self.store_process.test_records(self.run_id)
+        return advisor_records(self.store, self.run_id)
 
     def close(self) -> None:
         activate(self._previous_tap)

@@ -13,7 +13,6 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -35,6 +34,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     value = value.strip()
     if value.isdigit():
         return float(value)
+    from email.utils import parsedate_to_datetime  # the email package: ~20 ms at start-up
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -1,6 +1,7 @@
 """A store: the event log and its projections, in a directory or on object storage.
 
 DIR/events/    the Delta table of events (the truth)
+DIR/spool/     runs recorded but not yet committed to it (`testmem.memory.spool`)
 DIR/chroma/    the vector index of failure signatures (a projection)
 DIR/defects/, DIR/heals/, DIR/reports/   files written by agents and reports
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from testmem.memory.errors import StoreError
 from testmem.memory.log import EventLog
+from testmem.memory.spool import Spool
 
 if TYPE_CHECKING:
     from testmem.memory.config import Settings
@@ -84,7 +86,7 @@ class Store:
             self.root = Path(root)
             self.location = str(self.root)
             self.remote = None
-            self.events = EventLog(self.root / "events")
+            self.events = EventLog(self.root / "events", Spool(self.root / "spool"))
 
     @classmethod
     def open(cls, root: Path | str, *, must_exist: bool = True) -> Store:

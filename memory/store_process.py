@@ -1,20 +1,23 @@
 """The recorder's store work, done by a child process on the other core.
 
-Writing the log needs pyarrow and deltalake, and reading the tests' history
-needs DuckDB: their imports hold the GIL for ~0.2 s each, and every flush
-holds it again to turn events into Arrow columns. In the test process that
-time comes out of the tests' own, however the work is threaded. A
-`StoreProcess` hands it to a child process instead:
+Reading the tests' history needs DuckDB and deltalake, and writing a remote
+log pyarrow too: their imports hold the GIL for ~0.2 s each. In the test
+process that time comes out of the tests' own, however the work is
+threaded, and deltalake's runtime would break a test that forks. A
+`StoreProcess` hands it to a child process instead, started when first
+needed (a local store's runs go to its spool, `testmem.memory.spool`):
 
-- **appends**: the recorder's writer thread sends each batch, pickled, over a
-  pipe and waits for the answer, so a flush is still one atomic commit and a
-  failed one still reaches the run as a `StoreError`;
+- **appends** (a remote store): the recorder's writer thread sends each
+  batch, pickled, over a pipe and waits for the answer, so a flush is still
+  one atomic commit and a failed one still reaches the run as a `StoreError`;
 - **history**: the child reads the records of the tests that ever did
   anything but pass (`History.test_records`), all the advisor can use, when
   asked, or with ``prefetch`` as soon as it starts, from the runs before
   this one, so the retry advisor has it at the first failure without loading
-  DuckDB here. Only a run that retries in this process prefetches: with
-  retries off nobody asks, and xdist's workers read their own.
+  DuckDB here. Only a run on a remote store that retries in this process
+  prefetches: with retries off nobody asks, xdist's workers read their own,
+  and a local store's run starts the child at its first failure (a run that
+  passes never reads history).
 
 The child ignores the terminal's Ctrl-C (its own session) and exits when its
 input closes, after its last commit, so a killed run loses at most the batch
@@ -63,11 +66,11 @@ class StoreProcess:
         if events:
             self._ask("append", list(events))
 
-    def test_records(self) -> list[dict[str, Any]]:
+    def test_records(self, exclude_run: str | None = None) -> list[dict[str, Any]]:
         """The records of the tests that ever did anything but pass (see
         `History.test_records`): before this run when prefetched, else as the
-        log stands when first asked."""
-        records: list[dict[str, Any]] = self._ask("test_records", None)
+        log stands when first asked, ``exclude_run`` left out."""
+        records: list[dict[str, Any]] = self._ask("test_records", exclude_run)
         return records
 
     def close(self) -> None:
@@ -139,31 +142,34 @@ class _Work:
             self.store.events.append(argument)
             return None
         if request == "test_records":
-            return self._start_reading().result()
+            return self._start_reading(argument).result()
         raise ValueError(f"unknown request {request!r}")
 
-    def _start_reading(self) -> Future[list[dict[str, Any]]]:
+    def _start_reading(self, exclude_run: str | None = None) -> Future[list[dict[str, Any]]]:
         """The history, read once, on a thread so that appends go on meanwhile."""
         if self._records is None:
             self._records = Future()
-            threading.Thread(target=self._read_records, args=(self._records,), daemon=True).start()
+            reading = (self._records, exclude_run)
+            threading.Thread(target=self._read_records, args=reading, daemon=True).start()
         return self._records
 
-    def _read_records(self, records: Future[list[dict[str, Any]]]) -> None:
+    def _read_records(self, records: Future[list[dict[str, Any]]], exclude_run: str | None) -> None:
         try:
-            records.set_result(advisor_records(self.store))
+            records.set_result(advisor_records(self.store, exclude_run))
         except Exception as exc:  # history is advice: say why it is missing
             records.set_exception(StoreError(f"cannot read the tests' history: {exc}"))
 
 
-def advisor_records(store: Store) -> list[dict[str, Any]]:
+def advisor_records(store: Store, exclude_run: str | None = None) -> list[dict[str, Any]]:
     """What the retry advisor reads: the records of the tests that ever did
-    anything but pass (`History.test_records`), all that can change its advice."""
+    anything but pass (`History.test_records`), all that can change its
+    advice, ``exclude_run`` (the asking run) left out."""
     from testmem.memory.query import History
 
     if not store.events.exists():
         return []
-    return History(store).test_records(skip_always_passed=True).dicts()
+    records = History(store).test_records(exclude_run=exclude_run, skip_always_passed=True)
+    return records.dicts()
 
 
 def serve(work: _Work, requests: IO[bytes], answers: IO[bytes]) -> None:

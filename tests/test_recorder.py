@@ -480,24 +480,27 @@ def test_a_run_killed_mid_way_keeps_every_committed_batch_whole(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    spool = store_dir / "spool"
     try:
-        _wait_for_commits(store_dir / "events" / "_delta_log", at_least=4)
+        _wait_for_segments(spool, at_least=4)
     finally:
         inner.send_signal(signal.SIGKILL)
         inner.wait()
-    history = read_store(store_dir)
+    flushed = sum(len(p.read_text().splitlines()) for p in spool.glob("*.jsonl"))
+    history = read_store(store_dir)  # reading commits the killed run's segments
     events, unique = history.sql("SELECT count(*), count(DISTINCT event_id) FROM events").rows[0]
-    assert events == unique == _committed_records(store_dir / "events" / "_delta_log")
+    assert events == unique == flushed == _committed_records(store_dir / "events" / "_delta_log")
     assert events > 0 and events % 10 == 0  # whole batches only
+    assert not list(spool.glob("*.jsonl"))
     assert history.sql("SELECT count(*) FROM runs WHERE finished_at IS NULL").rows == [(1,)]
     Store.open(store_dir).events.append([RunStarted(run_id="after-the-kill")])
     assert read_store(store_dir).sql("SELECT count(*) FROM events").rows == [(events + 1,)]
 
 
-def _wait_for_commits(delta_log: Path, at_least: int, timeout_s: float = 30) -> None:
+def _wait_for_segments(spool: Path, at_least: int, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
-    while len(list(delta_log.glob("*.json"))) < at_least:
-        assert time.monotonic() < deadline, "the inner run committed too few batches"
+    while len(list(spool.glob("*.jsonl"))) < at_least:
+        assert time.monotonic() < deadline, "the inner run flushed too few batches"
         time.sleep(0.05)
 
 
