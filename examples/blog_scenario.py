@@ -32,6 +32,7 @@ from typing import Any
 from testmem.agents.triage import decisions
 from testmem.examples.blog_api import Release
 from testmem.examples.blog_builds import RELEASES
+from testmem.examples.scenario import import_path
 from testmem.memory.query import History
 from testmem.memory.store import Store
 
@@ -149,28 +150,37 @@ def _pytest(
 
 
 def _env(release: int, change: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": import_path(), "HF_HUB_OFFLINE": "1"}
     env |= {"BLOG_RELEASE": str(release), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("BLOG_CHANGE", None)
     return env | ({"BLOG_CHANGE": change} if change else {})
 
 
-def cause_of(causes: list[str], final_outcome: str) -> str | None:
+def cause_of(
+    causes: list[str], final_outcome: str, kinds_of: dict[str, str] = KINDS
+) -> str | None:
     """The change a test's final attempt shows, of those that break it alone."""
-    kinds = {c: KINDS[c] for c in causes}
+    kinds = {c: kinds_of[c] for c in causes}
     if final_outcome == "passed":  # a retry passed: only a transient cause goes away by itself
         transient = [c for c in causes if kinds[c] == "transient"]
         return transient[0] if transient else None
     return min(causes, key=lambda c: LASTING.index(kinds[c]), default=None)
 
 
-def score(history: History, run_id: str, truth: dict[str, frozenset[str]]) -> list[Scored]:
-    """Every decision of the run, with the cause the truth gives it and whether it was right."""
+def score(
+    history: History,
+    run_id: str,
+    truth: dict[str, frozenset[str]],
+    kinds: dict[str, str] = KINDS,
+) -> list[Scored]:
+    """Every decision of the run, with the cause the truth gives it (of the
+    changes ``kinds`` names, each intended, additive, transient or a
+    regression) and whether it was right."""
     scored = []
     for row in decisions(history, run_id).dicts():
         causes = sorted(c for c, broken in truth.items() if row["nodeid"] in broken)
-        cause = cause_of(causes, row["final_outcome"])
-        right = cause is not None and (row["action"], row["category"]) in RIGHT[KINDS[cause]]
+        cause = cause_of(causes, row["final_outcome"], kinds)
+        right = cause is not None and (row["action"], row["category"]) in RIGHT[kinds[cause]]
         scored.append(
             Scored(
                 row["nodeid"], row["action"], row["category"], row["reason"], row["incident_id"],
