@@ -37,7 +37,6 @@ from testmem.memory.query import History
 from testmem.memory.store import Store
 
 SUITE = Path(__file__).parent / "blog_suite"
-REPO = Path(__file__).resolve().parent.parent
 
 KINDS = {
     "rename_profile_image_to": "intended",
@@ -156,9 +155,7 @@ def _env(release: int, change: str | None = None) -> dict[str, str]:
     return env | ({"BLOG_CHANGE": change} if change else {})
 
 
-def cause_of(
-    causes: list[str], final_outcome: str, kinds_of: dict[str, str] = KINDS
-) -> str | None:
+def cause_of(causes: list[str], final_outcome: str, kinds_of: dict[str, str] = KINDS) -> str | None:
     """The change a test's final attempt shows, of those that break it alone."""
     kinds = {c: kinds_of[c] for c in causes}
     if final_outcome == "passed":  # a retry passed: only a transient cause goes away by itself

@@ -34,6 +34,7 @@ def import_path() -> str:
     PYTHONPATH plays its own testmem rather than the installed one."""
     return os.pathsep.join(filter(None, (os.environ.get("PYTHONPATH"), str(REPO))))
 
+
 # Tests that fail on purpose in every build: wrong tests, not API faults.
 BROKEN_TESTS = frozenset(
     {
