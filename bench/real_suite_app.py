@@ -206,8 +206,10 @@ def current_build() -> Build:
     return build.alone(change) if change else build
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Wrap the app the suite's conftest will build, before any conftest imports it."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Wrap the app the suite's conftest will build, before any conftest imports it
+    (a test path deep in the suite makes its conftests initial ones)."""
     import conduit.app
 
     build, create_app = current_build(), conduit.app.create_app
