@@ -37,7 +37,7 @@ from typing import Any
 
 from bench import ROOT
 from bench.real_suite_app import BUILDS, Build
-from testmem.examples.blog_scenario import Played, score, summary
+from testmem.examples.blog_scenario import Played, defects_filed, print_build, score, summary
 from testmem.examples.scenario import import_path
 from testmem.memory.query import History
 from testmem.memory.store import Store
@@ -122,7 +122,7 @@ class RealSuite:
         truth = {c: self.broken_by(number, c) for c in build.changes()}
         played.decisions = score(History(store), run_id, truth, KINDS)
         played.heals = self._apply_heals(History(store), run_id, number)
-        played.defects = _defects(History(store), run_id)
+        played.defects = defects_filed(History(store), run_id)
         return played
 
     def broken_by(self, number: int, change: str) -> frozenset[str]:
@@ -183,27 +183,6 @@ class RealSuite:
         ]
 
 
-def _defects(history: History, run_id: str) -> list[dict[str, Any]]:
-    return history.sql(
-        """SELECT type, incident_id, detail->>'$.defect_id' AS defect_id,
-                  detail->>'$.title' AS title
-           FROM facts WHERE type IN ('DefectFiled', 'DefectUpdated') AND run_id = ?""",
-        [run_id],
-    ).dicts()
-
-
-def _print_build(build: Played) -> None:
-    print(f"== {build.release.label} ({', '.join(build.release.changes()) or 'baseline'})",
-          f"pytest {build.pytest_s:.0f} s, triage {build.triage_s:.0f} s", flush=True)  # fmt: skip
-    for d in build.decisions:
-        mark = "ok " if d.right else "BAD"
-        print(f"  {mark} {d.action:<8} {d.category:<10} {d.nodeid} [{d.cause}] {d.reason}")
-    for h in build.heals:
-        print(f"  heal {h['heal_id']} {h['nodeid']}: {h['status']}")
-    for x in build.defects:
-        print(f"  {x['type']} {x['defect_id']} {x['title'] or ''}", flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, required=True, help="a clone of the app")
@@ -212,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.repo / ".git").exists() and not (args.repo / "HEAD").exists():
         parser.error(f"{args.repo} is not a git repository")
-    played = RealSuite(args.workdir, args.repo, args.commit).play(on_build=_print_build)
+    played = RealSuite(args.workdir, args.repo, args.commit).play(on_build=print_build)
     print(json.dumps(summary(played), indent=2))
 
 

@@ -123,7 +123,7 @@ class BlogScenario:
         truth = {c: self.broken_by(number, c) for c in release.changes()}
         played.decisions = score(history, run_id, truth)
         played.heals = _apply_heals(store, history, run_id, number)
-        played.defects = _defects(History(store), run_id)
+        played.defects = defects_filed(History(store), run_id)
         return played
 
     def broken_by(self, number: int, change: str) -> frozenset[str]:
@@ -211,7 +211,8 @@ def _apply_heals(store: Store, history: History, run_id: str, release: int) -> l
     return heals
 
 
-def _defects(history: History, run_id: str) -> list[dict[str, Any]]:
+def defects_filed(history: History, run_id: str) -> list[dict[str, Any]]:
+    """The defects the run filed or updated."""
     return history.sql(
         """SELECT type, incident_id, detail->>'$.defect_id' AS defect_id,
                   detail->>'$.title' AS title
@@ -264,12 +265,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp) / "blog"
-        played = BlogScenario(workdir).play(on_build=_print_build)
+        played = BlogScenario(workdir).play(on_build=print_build)
         print(json.dumps(summary(played), indent=2))
 
 
-def _print_build(build: Played) -> None:
-    print(f"== {build.release.label} ({', '.join(build.release.changes()) or 'baseline'})")
+def print_build(build: Played) -> None:
+    """A build's decisions, right or wrong, its heals and its defects."""
+    print(f"== {build.release.label} ({', '.join(build.release.changes()) or 'baseline'})",
+          f"pytest {build.pytest_s:.0f} s, triage {build.triage_s:.0f} s", flush=True)  # fmt: skip
     for d in build.decisions:
         mark = "ok " if d.right else "BAD"
         print(f"  {mark} {d.action:<8} {d.category:<10} {d.nodeid} [{d.cause}] {d.reason}")
