@@ -78,7 +78,7 @@ class FailureContext:
     incident_id: str | None = None
     incident_runs: int = 0  # distinct runs the incident was seen in, this one included
     label: str | None = None
-    retries_tried: int = 0  # past runs where this signature was retried ...
+    retries_tried: int = 0  # past runs where this incident was retried ...
     retries_rescued: int = 0  # ... and the retry passed
     changes: list[ApiChange] = field(default_factory=list)
     failing_routes: frozenset[str] = frozenset()  # routes answering 500s in this run
@@ -148,7 +148,10 @@ def _transient(ctx: FailureContext) -> Verdict | None:
         rescued = f"{ctx.retries_rescued}/{ctx.retries_tried}"
         reason = f"looks transient ({signals[0]}) but retries rescued only {rescued} before"
         return Verdict("escalate", "regression", reason, 0.7, evidence)
-    if ctx.attempts > 1 and ctx.final_outcome == "failed" and ctx.incident_runs >= 3:
+    # Persistent only while no retry ever rescued it: an intermittent 503 that meets
+    # one test on every attempt now and then, across builds, is still intermittent.
+    persistent = ctx.incident_runs >= 3 and not ctx.retries_rescued
+    if ctx.attempts > 1 and ctx.final_outcome == "failed" and persistent:
         return Verdict(
             "escalate",
             "regression",

@@ -50,17 +50,18 @@ _EXCHANGES = """
     FROM exchanges x WHERE x.run_id = $run AND x.exchange_id IN (
         SELECT unnest(exchange_ids) FROM failures WHERE run_id = $run)"""
 
-# Per signature: in how many earlier runs was it retried, and how often did that rescue the test?
+# Per incident (one cause, however worded): in how many earlier runs was it retried,
+# and how often did that rescue the test?
 _RETRY_LEARNING = """
     WITH retried AS (
-        SELECT DISTINCT l.signature, r.run_id, r.nodeid
+        SELECT DISTINCT l.incident_id, r.run_id, r.nodeid
         FROM facts r JOIN facts l ON l.type = 'FailureLinked' AND l.failure_id = r.failure_id
         WHERE r.type = 'RetryAttempted' AND r.run_id <> $run
     ), final AS (
         SELECT run_id, nodeid, arg_max(outcome, attempt) AS final FROM results GROUP BY ALL
     )
-    SELECT signature, count(*) AS tried, count(*) FILTER (WHERE final = 'passed') AS rescued
-    FROM retried JOIN final USING (run_id, nodeid) GROUP BY signature"""
+    SELECT incident_id, count(*) AS tried, count(*) FILTER (WHERE final = 'passed') AS rescued
+    FROM retried JOIN final USING (run_id, nodeid) GROUP BY incident_id"""
 
 _FAILING_ROUTES = """
     SELECT DISTINCT route FROM exchanges
@@ -124,7 +125,7 @@ def build_contexts(
         link = links.get(test["failure_id"])
         own = _own_exchanges(test, exchanges)
         incident_id = link["incident_id"] if link else None
-        tried, rescued = learning.get(link["signature"], (0, 0)) if link else (0, 0)
+        tried, rescued = learning.get(incident_id, (0, 0)) if incident_id else (0, 0)
         context = FailureContext(
             nodeid=test["nodeid"],
             phase=test["phase"] or "call",
