@@ -34,15 +34,12 @@ def explaining_exchange(
     """The id of the exchange that explains a failure in ``phase`` with this
     message, and the rule that chose it. Not the traceback: its source lines
     name every URL the test calls."""
-    if phase == "setup":
-        made = [x for x in exchanges if x.phase == "setup"]
-        chosen = _named(text, made) or _errors(made) or made[-1:]
-        return (chosen[-1].exchange_id, "setup") if chosen else (None, None)
+    made = [x for x in exchanges if x.phase == "setup"]
     body = [x for x in exchanges if x.phase != "setup"]
-    if not body:
-        made = [x for x in exchanges if x.phase == "setup"]
+    if phase == "setup" or not body:  # what the fixtures fetched explains it
         chosen = _named(text, made) or _errors(made) or made[-1:]
-        return (chosen[-1].exchange_id, "fixture") if chosen else (None, None)
+        rule = "setup" if phase == "setup" else "fixture"
+        return (chosen[-1].exchange_id, rule) if chosen else (None, None)
     for rule, chosen in (("named", _named(text, body)), ("error", _errors(body)), ("last", body)):
         if chosen:
             return chosen[-1].exchange_id, rule
