@@ -16,6 +16,11 @@ new incident that records the related one; below, a new incident. A
 candidate of the same template shape whose constant words differ is never
 the same cause (``VM Started`` / ``VM Paused``), however close it reads.
 
+Between the signature and the template stage, a failure whose caller named
+its cause (`Matcher.link_run`: triage names an API change or a server error
+behind it) joins the incident that cause's first failure got, however it is
+worded (link method ``cause``).
+
 Every link is a ``FailureLinked`` fact with its template and candidates, and
 every template that generalises a ``TemplateGeneralised`` fact, so any match
 can be explained. A template's incident is the one its first failure was
