@@ -9,6 +9,7 @@ and, when wrong, corrected with `testmem label`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -70,17 +71,18 @@ class FailureContext:
     message: str
     exchanges: list[Exchange] = field(default_factory=list)  # the final attempt's own phase
     exchange: Exchange | None = None  # the one that explains the failure ...
-    exchange_rule: str | None = None  # ... and the rule that chose it (named, error, last, setup)
+    exchange_rule: str | None = None  # ... and the rule that chose it (memory/blame.py)
     attempts: int = 1
     final_outcome: str = "failed"
     history: TestRecord = TestRecord()
     incident_id: str | None = None
     incident_runs: int = 0  # distinct runs the incident was seen in, this one included
     label: str | None = None
-    retries_tried: int = 0  # past runs where this signature was retried ...
+    retries_tried: int = 0  # past runs where this incident was retried ...
     retries_rescued: int = 0  # ... and the retry passed
     changes: list[ApiChange] = field(default_factory=list)
     failing_routes: frozenset[str] = frozenset()  # routes answering 500s in this run
+    intended_before: bool = False  # an earlier run classified the incident an API change
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def classify(ctx: FailureContext, heal_after: int = 2) -> Verdict:
     A test is healed only once its API change held in ``heal_after`` runs.
     """
     outdated = partial(_outdated, heal_after=heal_after)
-    for rule in (_labelled, _transient, _rescued, outdated, _flaky, _regression):
+    kept = partial(_kept, heal_after=heal_after)
+    for rule in (_labelled, kept, _transient, _rescued, outdated, _flaky, _regression):
         verdict = rule(ctx)
         if verdict is not None:
             return replace(verdict, rule=_rule_name(rule))
@@ -126,6 +129,15 @@ def _labelled(ctx: FailureContext) -> Verdict | None:
     )
 
 
+def _kept(ctx: FailureContext, heal_after: int) -> Verdict | None:
+    """Once intended, intended: an incident an earlier run classified as an API
+    change keeps that class while the change still holds and the failure
+    touches it. A 503 or a failing neighbour in a later build is noise over
+    the same cause, not a new one (its own failures go to incidents of their own)."""
+    touching = _touching_changes(ctx) if ctx.intended_before else []
+    return _healing(touching[0], heal_after) if touching else None
+
+
 def _transient(ctx: FailureContext) -> Verdict | None:
     signals = _transient_signals(ctx)
     if not signals:
@@ -136,7 +148,10 @@ def _transient(ctx: FailureContext) -> Verdict | None:
         rescued = f"{ctx.retries_rescued}/{ctx.retries_tried}"
         reason = f"looks transient ({signals[0]}) but retries rescued only {rescued} before"
         return Verdict("escalate", "regression", reason, 0.7, evidence)
-    if ctx.attempts > 1 and ctx.final_outcome == "failed" and ctx.incident_runs >= 3:
+    # Persistent only while no retry ever rescued it: an intermittent 503 that meets
+    # one test on every attempt now and then, across builds, is still intermittent.
+    persistent = ctx.incident_runs >= 3 and not ctx.retries_rescued
+    if ctx.attempts > 1 and ctx.final_outcome == "failed" and persistent:
         return Verdict(
             "escalate",
             "regression",
@@ -204,6 +219,12 @@ def _outdated(ctx: FailureContext, heal_after: int) -> Verdict | None:
         return Verdict(
             "escalate", "regression", reason, 0.7, {**evidence, "failing_routes": broken}
         )
+    return _healing(change, heal_after)
+
+
+def _healing(change: ApiChange, heal_after: int) -> Verdict:
+    """Heal once the change has settled, else wait for it."""
+    evidence = {"change": change.as_dict(), "observations": change.observations}
     if not change.settled(heal_after):
         reason = f"API changed ({change.describe()}); seen in {change.observations} run(s), "
         return Verdict("none", "outdated", reason + f"healing after {heal_after}", 0.6, evidence)
@@ -232,6 +253,36 @@ def touches(change: ApiChange, text: str) -> bool:
         return True
     key = change.key
     return bool(key) and any(q in text for q in (f"'{key}'", f'"{key}"'))
+
+
+def cause_key(
+    changes: list[ApiChange],
+    failure: dict[str, Any],
+    answers: Iterable[tuple[str, str]] = (),
+) -> str | None:
+    """The name of a failure's cause when its exchanges name one, whatever the
+    failure's wording (a missing key, a whole-dict diff, a status check).
+    Failures of one cause join one incident (`testmem.memory.matching.Matcher.link_run`).
+
+    Strongest first, as a final attempt shows them: a server error on the
+    route of the exchange that explains it; an API change detected on that
+    route, or on the route of another successful answer of the failure
+    (``answers``: method and route), that the failure touches; a rate limit
+    or an unavailable answer on the explaining route.
+    """
+    method, route = failure.get("method"), failure.get("route")
+    status = failure.get("status") or 0
+    if status >= 500 and status not in TRANSIENT_STATUSES:
+        return f"{method} {route} answers {status}"
+    message = failure.get("message") or ""
+    explaining = [(method, route)] if 0 < status < 400 else []
+    for where in [*explaining, *answers]:
+        for c in changes:
+            if (c.method, c.route) == where and touches(c, message):
+                return f"{c.method} {c.route}: {c.kind} {c.path}>{c.new_path} {c.old}>{c.new}"
+    if status in TRANSIENT_STATUSES:
+        return f"{method} {route} answers {status}"
+    return None
 
 
 def _regression(ctx: FailureContext) -> Verdict | None:

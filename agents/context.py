@@ -50,21 +50,35 @@ _EXCHANGES = """
     FROM exchanges x WHERE x.run_id = $run AND x.exchange_id IN (
         SELECT unnest(exchange_ids) FROM failures WHERE run_id = $run)"""
 
-# Per signature: in how many earlier runs was it retried, and how often did that rescue the test?
+# Per incident (one cause, however worded): in how many earlier runs was it retried,
+# and how often did that rescue the test?
 _RETRY_LEARNING = """
     WITH retried AS (
-        SELECT DISTINCT l.signature, r.run_id, r.nodeid
+        SELECT DISTINCT l.incident_id, r.run_id, r.nodeid
         FROM facts r JOIN facts l ON l.type = 'FailureLinked' AND l.failure_id = r.failure_id
         WHERE r.type = 'RetryAttempted' AND r.run_id <> $run
     ), final AS (
         SELECT run_id, nodeid, arg_max(outcome, attempt) AS final FROM results GROUP BY ALL
     )
-    SELECT signature, count(*) AS tried, count(*) FILTER (WHERE final = 'passed') AS rescued
-    FROM retried JOIN final USING (run_id, nodeid) GROUP BY signature"""
+    SELECT incident_id, count(*) AS tried, count(*) FILTER (WHERE final = 'passed') AS rescued
+    FROM retried JOIN final USING (run_id, nodeid) GROUP BY incident_id"""
 
 _FAILING_ROUTES = """
     SELECT DISTINCT route FROM exchanges
     WHERE run_id = $run AND status >= 500 AND status NOT IN (502, 503, 504)"""
+
+_ANSWERS = """
+    SELECT f.failure_id, x.method, x.route
+    FROM (SELECT failure_id, unnest(exchange_ids) AS exchange_id FROM failures
+          WHERE run_id = $run) f
+    JOIN exchanges x USING (exchange_id)
+    WHERE x.run_id = $run AND x.status BETWEEN 200 AND 299"""
+
+# Incidents an earlier run classified as an API change (once intended, intended).
+_INTENDED = """
+    SELECT DISTINCT incident_id FROM facts
+    WHERE type = 'DecisionMade' AND run_id <> $run AND incident_id IS NOT NULL
+      AND detail->>'$.category' = 'outdated'"""
 
 _INCIDENT_RUNS = """
     SELECT incident_id, count(DISTINCT run_id) AS runs FROM facts
@@ -75,6 +89,15 @@ def failed_tests(history: History, run_id: str) -> list[dict[str, Any]]:
     """One row per test that failed at least once in the run (its last failure)."""
     params = {"run": run_id, "transient": sorted(TRANSIENT_STATUSES)}
     return history.sql(_FAILED_TESTS, params).dicts()
+
+
+def answers(history: History, run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """For each failure of the run, the method and route of each successful
+    answer its attempt got (what an API change may have changed)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for failure_id, method, route in history.sql(_ANSWERS, {"run": run_id}).rows:
+        found.setdefault(failure_id, []).append((method, route))
+    return found
 
 
 def build_contexts(
@@ -96,12 +119,13 @@ def build_contexts(
     learning = {r[0]: (r[1], r[2]) for r in history.sql(_RETRY_LEARNING, {"run": run_id}).rows}
     incident_runs = dict(history.sql(_INCIDENT_RUNS).rows)
     failing_routes = frozenset(r[0] for r in history.sql(_FAILING_ROUTES, {"run": run_id}).rows)
+    intended = {r[0] for r in history.sql(_INTENDED, {"run": run_id}).rows}
     contexts = []
     for test in tests:
         link = links.get(test["failure_id"])
         own = _own_exchanges(test, exchanges)
         incident_id = link["incident_id"] if link else None
-        tried, rescued = learning.get(link["signature"], (0, 0)) if link else (0, 0)
+        tried, rescued = learning.get(incident_id, (0, 0)) if incident_id else (0, 0)
         context = FailureContext(
             nodeid=test["nodeid"],
             phase=test["phase"] or "call",
@@ -120,6 +144,7 @@ def build_contexts(
             retries_rescued=rescued,
             changes=changes,
             failing_routes=failing_routes,
+            intended_before=incident_id in intended,
         )
         contexts.append((test, context))
     return contexts
@@ -127,8 +152,9 @@ def build_contexts(
 
 def _own_exchanges(test: dict[str, Any], exchanges: dict[str, Exchange]) -> list[Exchange]:
     """The exchanges of the failing attempt's own phase: a fixture's login in
-    setup is no evidence about a failure of the test's body."""
-    phase = test["phase"] or "call"
+    setup is no evidence about a failure of the test's body, unless the body
+    made no request and asserts on what its fixtures fetched (rule ``fixture``)."""
+    phase = "setup" if test["exchange_rule"] == "fixture" else test["phase"] or "call"
     found = [exchanges[i] for i in test["exchange_ids"] or [] if i in exchanges]
     return [x for x in found if x.phase == phase]
 

@@ -148,7 +148,8 @@ class _Editor(cst.CSTTransformer):
         change = self.change
         if not (self.active and self.in_assert and change.kind == ADDED and change.key):
             return node
-        if "." in str(change.path) or len(node.comparisons) != 1:
+        parents = str(change.path).split(".")[:-1]  # ``article.readingTime``: in "article"
+        if "[]" in str(change.path) or len(node.comparisons) != 1:
             return node
         target = node.comparisons[0]
         sides = [node.left, target.comparator]
@@ -156,15 +157,15 @@ class _Editor(cst.CSTTransformer):
         if not isinstance(target.operator, cst.Equal) or expected is None:
             return node
         actual = sides[1] if sides[0] is expected else sides[0]
-        if isinstance(actual, cst.Dict) or change.key in _dict_keys(expected):
+        literal = _json_literal(change.value)
+        if isinstance(actual, cst.Dict) or (parents and literal is None):
+            return node  # a nested field of many values: no tolerant form keeps the intent
+        grown = _grown(expected, parents, change.key, literal) if literal is not None else None
+        if grown is None and (parents or change.key in _dict_keys(expected)):
             return node
         self.edits += 1
-        literal = _json_literal(change.value)
-        if literal is not None:
+        if grown is not None:
             self.how = f"expected dict updated: {change.key!r} added with its value"
-            grown = expected.with_changes(
-                elements=[*expected.elements, cst.DictElement(string_literal(change.key), literal)]
-            )
             left, right = (grown, actual) if sides[0] is expected else (actual, grown)
             return node.with_changes(left=left, comparisons=[target.with_changes(comparator=right)])
         self.how = (
@@ -227,6 +228,31 @@ def string_literal(value: str, quote: str = '"') -> cst.SimpleString:
     if literal.evaluated_value != value:  # repr's output always is; kept as the proof
         raise EditError(f"cannot write {value!r} as a string literal")
     return literal
+
+
+def _grown(
+    expected: cst.Dict, parents: list[str], key: str, literal: cst.BaseExpression
+) -> cst.Dict | None:
+    """``expected`` with ``key: literal`` added in the dict its ``parents`` lead to;
+    None when that dict is not written out there, or already has the key."""
+    if not parents:
+        if key in _dict_keys(expected):
+            return None
+        added = cst.DictElement(string_literal(key), literal)
+        return expected.with_changes(elements=[*expected.elements, added])
+    elements = list(expected.elements)
+    for n, e in enumerate(elements):
+        if isinstance(e, cst.DictElement) and _string_value(e.key) == parents[0]:
+            inner = (
+                _grown(e.value, parents[1:], key, literal)
+                if isinstance(e.value, cst.Dict)
+                else None
+            )
+            if inner is None:
+                return None
+            elements[n] = e.with_changes(value=inner)
+            return expected.with_changes(elements=elements)
+    return None
 
 
 def _dict_keys(node: cst.Dict) -> set[str]:

@@ -445,24 +445,29 @@ def _patch_file(store: Store, heal: dict[str, Any]) -> str:
 
 def rerun_test(heal: dict[str, Any], api_base_url: str | None) -> tuple[int, str]:
     """Run the healed test function (every case of it) with pytest in a
-    subprocess; (exit code, output)."""
+    subprocess; (exit code, output).
+
+    Recorded into a scratch store, so a 429 or a 503 on the way is retried as
+    in the recorded run (a heal is judged on the change, not on the noise)
+    and the verification leaves no run in the memory.
+    """
+    import tempfile
+
     test = heal.get("test") or test_function(heal["nodeid"])
-    command = [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider"]
     env = dict(os.environ)
-    if api_base_url:
-        command += ["--api-base-url", api_base_url]
-        env["API_BASE_URL"] = api_base_url
-    try:
-        done = subprocess.run(
-            command,
-            cwd=heal.get("rootdir") or None,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=VERIFY_TIMEOUT_S,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 1, f"could not run pytest: {exc}"
+    with tempfile.TemporaryDirectory(prefix="testmem-verify-") as scratch:
+        command = [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider",
+                   "--memory", f"--memory-dir={scratch}", "--no-memory-triage"]  # fmt: skip
+        if api_base_url:
+            command += ["--api-base-url", api_base_url]
+            env["API_BASE_URL"] = api_base_url
+        try:
+            done = subprocess.run(
+                command, cwd=heal.get("rootdir") or None, env=env, capture_output=True,
+                text=True, timeout=VERIFY_TIMEOUT_S,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return 1, f"could not run pytest: {exc}"
     return done.returncode, (done.stdout + done.stderr)[-4000:]
 
 

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from testmem.agents.analyzer import FailureContext, Verdict, classify
-from testmem.agents.context import build_contexts
+from testmem.agents.analyzer import FailureContext, Verdict, cause_key, classify
+from testmem.agents.context import answers, build_contexts
 from testmem.agents.defects import DefectWarning
 from testmem.agents.schema import ApiChange, detect_changes
 from testmem.memory.events import Fact
@@ -56,7 +56,7 @@ class Decision:
     evidence: dict[str, Any] = field(default_factory=dict)
     rule: str = ""  # the analyzer's rule that decided
     exchange_id: str | None = None  # the exchange the decision rests on ...
-    exchange_rule: str | None = None  # ... and why that one (named, error, last, setup)
+    exchange_rule: str | None = None  # ... and why that one (named, error, last, setup, fixture)
     outcome: str | None = None  # what came of the action: heal id, defect id, or why not
 
 
@@ -136,11 +136,11 @@ class Triage:
 
     def _run(self, run_id: str, force: bool) -> TriageResult:
         problems: list[str] = []
-        known = self._link(run_id, problems)
+        changes = _changes(History(self.store), problems)
+        known = self._link(run_id, changes, problems)
         history = History(self.store)  # a fresh snapshot that holds the links
         links = _links(history, run_id)
         decided = set() if force else _decided(history, run_id)
-        changes = _changes(history, problems)
         contexts = build_contexts(history, run_id, links, _labels(known, links), changes)
         decisions = []
         for test, context in contexts:
@@ -157,13 +157,20 @@ class Triage:
         self.store.events.append([_fact(d) for d in decisions])
         return TriageResult(run_id, decisions, len(contexts) - len(decisions), problems)
 
-    def _link(self, run_id: str, problems: list[str]) -> Known:
-        """Link the run's failures; what is known then (signatures, merges, labels)."""
+    def _link(self, run_id: str, changes: list[ApiChange], problems: list[str]) -> Known:
+        """Link the run's failures; what is known then (signatures, merges, labels).
+        One API change's or server error's failures join one incident, whatever
+        their wording (`cause_key`)."""
         from testmem.memory.matching import Matcher
+
+        answered = answers(History(self.store), run_id)
+
+        def cause(failure: dict[str, Any]) -> str | None:
+            return cause_key(changes, failure, answered.get(failure["failure_id"], ()))
 
         with _as_problems(problems, Warning):  # e.g. the index unavailable: signatures only
             matcher = Matcher(self.store)
-            matcher.link_run(run_id)
+            matcher.link_run(run_id, cause)
         return matcher.known
 
     def _act(

@@ -32,11 +32,11 @@ from typing import Any
 from testmem.agents.triage import decisions
 from testmem.examples.blog_api import Release
 from testmem.examples.blog_builds import RELEASES
+from testmem.examples.scenario import import_path
 from testmem.memory.query import History
 from testmem.memory.store import Store
 
 SUITE = Path(__file__).parent / "blog_suite"
-REPO = Path(__file__).resolve().parent.parent
 
 KINDS = {
     "rename_profile_image_to": "intended",
@@ -123,7 +123,7 @@ class BlogScenario:
         truth = {c: self.broken_by(number, c) for c in release.changes()}
         played.decisions = score(history, run_id, truth)
         played.heals = _apply_heals(store, history, run_id, number)
-        played.defects = _defects(History(store), run_id)
+        played.defects = defects_filed(History(store), run_id)
         return played
 
     def broken_by(self, number: int, change: str) -> frozenset[str]:
@@ -149,28 +149,35 @@ def _pytest(
 
 
 def _env(release: int, change: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": import_path(), "HF_HUB_OFFLINE": "1"}
     env |= {"BLOG_RELEASE": str(release), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("BLOG_CHANGE", None)
     return env | ({"BLOG_CHANGE": change} if change else {})
 
 
-def cause_of(causes: list[str], final_outcome: str) -> str | None:
+def cause_of(causes: list[str], final_outcome: str, kinds_of: dict[str, str] = KINDS) -> str | None:
     """The change a test's final attempt shows, of those that break it alone."""
-    kinds = {c: KINDS[c] for c in causes}
+    kinds = {c: kinds_of[c] for c in causes}
     if final_outcome == "passed":  # a retry passed: only a transient cause goes away by itself
         transient = [c for c in causes if kinds[c] == "transient"]
         return transient[0] if transient else None
     return min(causes, key=lambda c: LASTING.index(kinds[c]), default=None)
 
 
-def score(history: History, run_id: str, truth: dict[str, frozenset[str]]) -> list[Scored]:
-    """Every decision of the run, with the cause the truth gives it and whether it was right."""
+def score(
+    history: History,
+    run_id: str,
+    truth: dict[str, frozenset[str]],
+    kinds: dict[str, str] = KINDS,
+) -> list[Scored]:
+    """Every decision of the run, with the cause the truth gives it (of the
+    changes ``kinds`` names, each intended, additive, transient or a
+    regression) and whether it was right."""
     scored = []
     for row in decisions(history, run_id).dicts():
         causes = sorted(c for c, broken in truth.items() if row["nodeid"] in broken)
-        cause = cause_of(causes, row["final_outcome"])
-        right = cause is not None and (row["action"], row["category"]) in RIGHT[KINDS[cause]]
+        cause = cause_of(causes, row["final_outcome"], kinds)
+        right = cause is not None and (row["action"], row["category"]) in RIGHT[kinds[cause]]
         scored.append(
             Scored(
                 row["nodeid"], row["action"], row["category"], row["reason"], row["incident_id"],
@@ -204,7 +211,8 @@ def _apply_heals(store: Store, history: History, run_id: str, release: int) -> l
     return heals
 
 
-def _defects(history: History, run_id: str) -> list[dict[str, Any]]:
+def defects_filed(history: History, run_id: str) -> list[dict[str, Any]]:
+    """The defects the run filed or updated."""
     return history.sql(
         """SELECT type, incident_id, detail->>'$.defect_id' AS defect_id,
                   detail->>'$.title' AS title
@@ -257,12 +265,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp) / "blog"
-        played = BlogScenario(workdir).play(on_build=_print_build)
+        played = BlogScenario(workdir).play(on_build=print_build)
         print(json.dumps(summary(played), indent=2))
 
 
-def _print_build(build: Played) -> None:
-    print(f"== {build.release.label} ({', '.join(build.release.changes()) or 'baseline'})")
+def print_build(build: Played) -> None:
+    """A build's decisions, right or wrong, its heals and its defects."""
+    print(f"== {build.release.label} ({', '.join(build.release.changes()) or 'baseline'})",
+          f"pytest {build.pytest_s:.0f} s, triage {build.triage_s:.0f} s", flush=True)  # fmt: skip
     for d in build.decisions:
         mark = "ok " if d.right else "BAD"
         print(f"  {mark} {d.action:<8} {d.category:<10} {d.nodeid} [{d.cause}] {d.reason}")

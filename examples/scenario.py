@@ -28,6 +28,13 @@ from testmem.memory.store import Store
 SUITE = Path(__file__).parent / "suite"
 REPO = Path(__file__).resolve().parent.parent
 
+
+def import_path() -> str:
+    """PYTHONPATH for a played run: the caller's own first, so a checkout put on
+    PYTHONPATH plays its own testmem rather than the installed one."""
+    return os.pathsep.join(filter(None, (os.environ.get("PYTHONPATH"), str(REPO))))
+
+
 # Tests that fail on purpose in every build: wrong tests, not API faults.
 BROKEN_TESTS = frozenset(
     {
@@ -126,7 +133,7 @@ class Scenario:
             f"--memory-dir={self.store_dir}", f"--memory-build={label}", f"--api-base-url={url}",
             "--no-memory-triage", "-q", "-p", "no:cacheprovider", f"--rootdir={self.suite_dir}",
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "PYTHONPATH": import_path(), "HF_HUB_OFFLINE": "1"}
         return subprocess.run(
             command, cwd=self.workdir, env=env, capture_output=True, text=True, timeout=600
         )

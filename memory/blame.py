@@ -7,9 +7,14 @@ Rules, first that applies (its name is `FailureObserved.exchange_rule`):
 - ``named``: the failure's text names the exchange: its URL path, its status
   code or a fragment of its response body (the latest such, the most named);
 - ``error``: the last error response (status >= 400, or no response);
-- ``last``: the last exchange of the test body.
+- ``last``: the last exchange of the test body;
+- ``fixture``: a test body that made no request asserts on what its fixtures
+  fetched (a ``response`` fixture, the suite's style): its failure is
+  explained by their setup exchanges, chosen as the body's would be (named,
+  error, last: the fixture set up last is the one nearest the test).
 
-Fixture exchanges of setup never explain a failure of the test body.
+Fixture exchanges of setup never explain a failure of a body that made
+requests of its own.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ def explaining_exchange(
     """The id of the exchange that explains a failure in ``phase`` with this
     message, and the rule that chose it. Not the traceback: its source lines
     name every URL the test calls."""
-    if phase == "setup":
-        made = [x for x in exchanges if x.phase == "setup"]
-        chosen = _named(text, made) or _errors(made) or made[-1:]
-        return (chosen[-1].exchange_id, "setup") if chosen else (None, None)
+    made = [x for x in exchanges if x.phase == "setup"]
     body = [x for x in exchanges if x.phase != "setup"]
+    if phase == "setup" or not body:  # what the fixtures fetched explains it
+        chosen = _named(text, made) or _errors(made) or made[-1:]
+        rule = "setup" if phase == "setup" else "fixture"
+        return (chosen[-1].exchange_id, rule) if chosen else (None, None)
     for rule, chosen in (("named", _named(text, body)), ("error", _errors(body)), ("last", body)):
         if chosen:
             return chosen[-1].exchange_id, rule

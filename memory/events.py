@@ -211,7 +211,7 @@ class FailureObserved(Event):
     traceback: Blob = Blob(None)
     exchange_ids: list[str] = field(default_factory=list)
     exchange_id: str | None = None  # the one exchange that explains the failure
-    exchange_rule: str | None = None  # how it was chosen: named|error|last|setup
+    exchange_rule: str | None = None  # how it was chosen: named|error|last|setup|fixture
 
 
 @dataclass(kw_only=True)

@@ -16,6 +16,11 @@ new incident that records the related one; below, a new incident. A
 candidate of the same template shape whose constant words differ is never
 the same cause (``VM Started`` / ``VM Paused``), however close it reads.
 
+Between the signature and the template stage, a failure whose caller named
+its cause (`Matcher.link_run`: triage names an API change or a server error
+behind it) joins the incident that cause's first failure got, however it is
+worded (link method ``cause``).
+
 Every link is a ``FailureLinked`` fact with its template and candidates, and
 every template that generalises a ``TemplateGeneralised`` fact, so any match
 can be explained. A template's incident is the one its first failure was
@@ -31,7 +36,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +58,7 @@ if TYPE_CHECKING:
 DEFAULT_SAME = 0.83  # inside the 0.80-0.85 plateau of bench/eval_matching.py (BENCHMARKS.md)
 DEFAULT_RELATED = 0.70  # a new incident still worth pointing at
 INCIDENT_ID = re.compile(r"^INC-[0-9a-f]{8,16}$")
+CauseOf = Callable[[dict[str, Any]], "str | None"]  # a failure row -> its cause's name, if known
 
 
 class IncidentError(TestmemError):
@@ -98,12 +104,13 @@ class Link:
     failure_id: str
     incident_id: str
     signature: str
-    method: str  # signature | template | similar | new | label (a human merge decided)
+    method: str  # signature | cause | template | similar | new | label (a human merge decided)
     score: float
     is_new: bool
     related_incident: str | None
     candidates: list[Candidate]
     template_id: str | None = None  # the template the failure first joined or created
+    cause: str | None = None  # what the caller named the failure's cause (`Matcher.link_run`)
 
     def fact(self, run_id: str, nodeid: str | None, fp: Fingerprint) -> Fact:
         """The ``FailureLinked`` fact, with the structure the match compared."""
@@ -120,6 +127,7 @@ class Link:
             related_incident=self.related_incident,
             candidates=[c.as_dict() for c in self.candidates],
             template_id=self.template_id,
+            cause=self.cause,
             route=fp.route,
             status=fp.status,
             http_method=fp.method,
@@ -202,6 +210,11 @@ _SIGNATURES_SQL = """
     GROUP BY l.signature"""
 
 
+_CAUSES_SQL = """
+    SELECT detail->>'$.cause', arg_min(incident_id, occurred_at) FROM facts
+    WHERE type = 'FailureLinked' AND detail->>'$.cause' IS NOT NULL GROUP BY 1"""
+
+
 @dataclass
 class Known:
     """Signatures, merges and labels as the log records them."""
@@ -215,6 +228,8 @@ class Known:
     _failed_requests: dict[tuple[str, int], list[str]] | None = field(default=None, repr=False)
     # templates of the signatures' first failures, mined when first needed (`templates`)
     _templates: Templates | None = field(default=None, repr=False)
+    # cause -> the incident its first failure was linked to, read when first needed
+    _causes: dict[str, str] | None = field(default=None, repr=False)
     _history: History | None = field(default=None, repr=False)
 
     @classmethod
@@ -292,6 +307,14 @@ class Known:
                 self._templates.replay(self._history, incidents)
         return self._templates
 
+    def incident_of_cause(self, cause: str) -> str | None:
+        """The live incident a cause's failures joined, if one was linked before."""
+        if self._causes is None:
+            rows = self._history.sql(_CAUSES_SQL).rows if self._history is not None else []
+            self._causes = dict(rows)
+        first = self._causes.get(cause)
+        return self.resolve(first) if first else None
+
     def live_record(self, signature: str) -> SignatureRecord:
         record = self.signatures[signature]
         return replace(record, incident_id=self.resolve(record.incident_id))
@@ -334,6 +357,9 @@ class Known:
             )
         self.signatures[link.signature] = record
         self.incident_ids.add(link.incident_id)
+        if link.cause and self.incident_of_cause(link.cause) is None:
+            assert self._causes is not None
+            self._causes[link.cause] = link.incident_id
         return record
 
 
@@ -453,8 +479,13 @@ class Matcher:
 
     # -- public --------------------------------------------------------------
 
-    def link_run(self, run_id: str) -> list[Link]:
+    def link_run(self, run_id: str, cause: CauseOf | None = None) -> list[Link]:
         """Link every failure of the run not linked yet (so calling it twice adds nothing).
+
+        ``cause`` names a failure's cause when its caller knows one (an API
+        change behind its answer, a server error on its route): failures of one
+        named cause join one incident however they are worded; the first one
+        of a cause is matched as any other.
 
         One process links at a time per store, reading the log afresh under a
         file lock: runs triaged at once would otherwise each open an incident
@@ -471,7 +502,7 @@ class Matcher:
         with self.store.lock("link", LINK_LOCK_TIMEOUT, "cannot link failures"):
             if self.store.events.version() != version:  # another process wrote meanwhile
                 unlinked = self._unlinked(run_id)
-            return self.link_all(unlinked)
+            return self.link_all(unlinked, cause)
 
     def _unlinked(self, run_id: str) -> list[dict[str, Any]]:
         """The run's failures without a link, as of now; refreshes what is known."""
@@ -489,7 +520,7 @@ class Matcher:
         """Link one failure row (``failures`` view + method/route/status)."""
         return self.link_all([failure])[0]
 
-    def link_all(self, failures: list[dict[str, Any]]) -> list[Link]:
+    def link_all(self, failures: list[dict[str, Any]], cause: CauseOf | None = None) -> list[Link]:
         """Link failures in order, then write the index and the facts once.
 
         A batch whose signatures are all known opens neither the index nor the
@@ -509,8 +540,9 @@ class Matcher:
             if fp.signature not in self.known.signatures:
                 placed = self.known.templates.place(fp, failure.get("message") or "")
                 changes += placed.changes
+            named = cause(failure) if cause else None
             link = self._decide(
-                str(failure["failure_id"]), fp, vectors.get(fp.signature), at, placed
+                str(failure["failure_id"]), fp, vectors.get(fp.signature), at, placed, named
             )
             if placed is not None:
                 self.known.templates.settle(placed.first, link.incident_id)
@@ -558,6 +590,19 @@ class Matcher:
         vector: np.ndarray | None,
         at: datetime,
         placed: Placed | None = None,
+        cause: str | None = None,
+    ) -> Link:
+        link = self._match(failure_id, fp, vector, at, placed, cause)
+        return replace(link, cause=cause)
+
+    def _match(
+        self,
+        failure_id: str,
+        fp: Fingerprint,
+        vector: np.ndarray | None,
+        at: datetime,
+        placed: Placed | None,
+        cause: str | None,
     ) -> Link:
         known = self.known
         if fp.signature in known.signatures:
@@ -566,6 +611,9 @@ class Matcher:
             method = "signature" if live == first else "label"
             return Link(failure_id, live, fp.signature, method, 1.0, False, None, [])
         template = placed.first if placed else None
+        joined = known.incident_of_cause(cause) if cause else None
+        if joined:
+            return Link(failure_id, joined, fp.signature, "cause", 1.0, False, None, [], template)
         if placed and placed.incident_id:
             return Link(
                 failure_id, known.resolve(placed.incident_id), fp.signature, "template",

@@ -188,3 +188,20 @@ def test_a_new_field_breaking_a_whole_dict_equality_is_an_api_change() -> None:
     message = "assert {'user': {...}} == {'user': {...}}\n  \n  Differing items:\n  ..."
     ctx = failure(message=message, changes=[change])
     assert (classify(ctx).action, classify(ctx).category) == ("heal", "outdated")
+
+
+def test_an_intermittent_503_that_retries_rescued_before_stays_transient_across_runs() -> None:
+    # an intermittent 503 met on every attempt by one test, in its third build
+    ctx = failure(
+        exchanges=[Exchange("GET", "/tags", 503)],
+        attempts=3,
+        incident_runs=3,
+        retries_tried=12,
+        retries_rescued=11,
+    )
+    assert (classify(ctx).action, classify(ctx).category) == ("retry", "transient")
+
+
+def test_a_503_that_no_retry_ever_rescued_persists_and_is_escalated() -> None:
+    ctx = failure(exchanges=[Exchange("GET", "/tags", 503)], attempts=3, incident_runs=3)
+    assert classify(ctx).action == "escalate"

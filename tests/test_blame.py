@@ -45,13 +45,22 @@ def test_last(api_base_url, login):
 
 def test_setup(broken_login):
     pass
+
+
+@pytest.fixture
+def orders(api_base_url, login):
+    return httpx.get(api_base_url + "/users/1/orders")
+
+
+def test_fixture(orders):
+    assert orders.json() == {"orders": "none of these"}
 """
 
 
 def test_each_failure_links_the_exchange_that_explains_it(pytester, shop, store_dir, read_store):
     pytester.makepyfile(SUITE)
     args = (*MEMORY, f"--memory-dir={store_dir}", f"--api-base-url={shop.url}")
-    pytester.runpytest(*args).assert_outcomes(failed=3, errors=1)
+    pytester.runpytest(*args).assert_outcomes(failed=4, errors=1)
     history = read_store(store_dir)
     rows = history.sql(
         "SELECT f.nodeid, f.exchange_rule, x.url, x.phase FROM failures f"
@@ -63,4 +72,6 @@ def test_each_failure_links_the_exchange_that_explains_it(pytester, shop, store_
         "test_error": ("error", "/users/999", "call"),
         "test_last": ("last", "/inventory", "call"),
         "test_setup": ("setup", "/users/999", "setup"),
+        # the body made no request: what its nearest fixture fetched, not the login
+        "test_fixture": ("fixture", "/users/1/orders", "setup"),
     }

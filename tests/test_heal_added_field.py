@@ -87,3 +87,25 @@ def test_a_field_of_one_value_joins_the_expected_dict() -> None:
     assert (
         assertion_of(edited.source) == 'assert body == {"id": 1, "name": "bolt", "seen_at": "gold"}'
     )
+
+
+NESTED = """
+def test_article(client):
+    body = client.get("/articles/a-slug").json()
+    assert body == {"article": {"slug": "a-slug", "author": {"username": "jake"}}}
+"""
+
+
+def test_a_nested_field_of_one_value_joins_its_own_dict_in_the_expected_one() -> None:
+    change = ApiChange(
+        ADDED, "/articles/{slug}", "GET", "r2", "v2", 2, path="article.readingTime", value="1"
+    )
+    edited = edit_source(NESTED, ["test_article"], change, line=4)
+    assert edited.how.startswith("expected dict updated")
+    expected = {"article": {"slug": "a-slug", "author": {"username": "jake"}, "readingTime": 1}}
+    assert assertion_of(edited.source) == f"assert body == {expected!r}".replace("'", '"')
+
+
+def test_a_nested_field_of_many_values_is_not_healed_by_a_looser_check() -> None:
+    change = ApiChange(ADDED, "/articles/{slug}", "GET", "r2", "v2", 2, path="article.seenAt")
+    assert not edit_source(NESTED, ["test_article"], change, line=4).edits
