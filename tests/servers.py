@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -185,14 +186,24 @@ def ray_cluster(root: Path) -> Iterator[str]:
     Both run with ``--block`` in sessions of their own, so stopping them ends
     exactly this cluster's processes (``ray stop`` would end every Ray
     process on the machine)."""
-    ray = BIN / "ray"
     root.mkdir(parents=True, exist_ok=True)
+    # Ray's sockets live under its temp dir, and a socket's path may not pass
+    # 107 bytes: pytest's own temp paths can, so the sessions get a short one.
+    sessions = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    try:
+        yield from _ray_cluster(root, sessions)
+    finally:
+        shutil.rmtree(sessions, ignore_errors=True)
+
+
+def _ray_cluster(root: Path, sessions: Path) -> Iterator[str]:
+    ray = BIN / "ray"
     port = free_port("127.0.0.2")
     address = f"127.0.0.2:{port}"
-    env = {"RAY_TMPDIR": str(root)}
+    env = {"RAY_TMPDIR": str(sessions)}
     head = [str(ray), "start", "--block", "--head", "--node-ip-address=127.0.0.2",
             f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-            "--disable-usage-stats", f"--temp-dir={root}"]  # fmt: skip
+            "--disable-usage-stats", f"--temp-dir={sessions}"]  # fmt: skip
     worker = [str(ray), "start", "--block", f"--address={address}",
               "--node-ip-address=127.0.0.3", "--num-cpus=1", "--disable-usage-stats"]  # fmt: skip
     with _running(head, root / "head.log", env, session=True) as first:

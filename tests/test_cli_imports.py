@@ -43,7 +43,7 @@ MODEL_AND_INDEX = ("chromadb", "sentence_transformers", "torch", "onnxruntime", 
 LIBRARIES = (*MODEL_AND_INDEX, "duckdb", "_duckdb", "deltalake", "pyarrow", "numpy", "httpx")
 # All --help needs besides the command modules: settings names, errors, escaping, kept
 # answers, the query limits' defaults (with the schema they are read against).
-HELP_MODULES = {"config", "errors", "markup", "answers", "query", "events", "log", "store"}
+HELP_MODULES = {"config", "errors", "markup", "answers", "query", "events", "log", "store", "spool"}
 LISTINGS = ["runs", "failures", "incidents", "decisions", "defects", "heals"]
 
 

@@ -46,6 +46,7 @@ def store(tmp_path_factory, shop: ShopServer) -> Path:
              *MEMORY, f"--memory-dir={root}", f"--api-base-url={shop.url}"],
             cwd=suite_dir, env={**os.environ, "FLIP": flip}, capture_output=True, timeout=120,
         )  # fmt: skip
+        Store.open(root).events.settle()  # read after each run: one commit per run, for compact
     return root
 
 

@@ -99,7 +99,9 @@ def test_a_run_with_lone_surrogates_loses_no_event(pytester, store_dir) -> None:
     )
     result.assert_outcomes(passed=2, failed=1)
     assert "could not be written" not in result.stdout.str()
-    rows = DeltaTable(str(Store(store_dir).events.path)).to_pyarrow_table().to_pylist()
+    log = Store(store_dir).events
+    log.settle()  # the run's batches, from the spool into the Delta table
+    rows = DeltaTable(str(log.path)).to_pyarrow_table().to_pylist()
     nodeids = {r["nodeid"] for r in rows if r["type"] == "TestFinished"}
     assert "test_surrogates.py::test_param[\\ud800x]" in nodeids and len(nodeids) == 3
     failure = next(r for r in rows if r["type"] == "FailureObserved")

@@ -74,11 +74,11 @@ def test_before(client):
 
 
 def test_the_store_fails_here():
-    """Waits for the recorder's first commit, then breaks the store's filesystem."""
-    commits = os.environ.get("FAULT_WAIT_FOR_COMMIT")
+    """Waits for the recorder's first batch in the spool, then breaks the store's filesystem."""
+    spool = os.environ.get("FAULT_WAIT_FOR_BATCH")
     deadline = time.monotonic() + 30
-    while commits and not list(Path(commits).glob("*.json")):
-        assert time.monotonic() < deadline, "the recorder never committed"
+    while spool and not list(Path(spool).glob("*.jsonl")):
+        assert time.monotonic() < deadline, "the recorder never wrote a batch"
         time.sleep(0.02)
     mount = Path(os.environ["FAULT_MOUNT"])
     if os.environ["FAULT"] == "disk-full":
@@ -184,7 +184,7 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def memory(store: Path) -> tuple[str, ...]:
-    # Flush every 50 ms, so the first batch is committed before the fault.
+    # Flush every 50 ms, so the first batch is spooled before the fault.
     return ("--memory", f"--memory-dir={store}", "-o", "memory_flush_seconds=0.05")
 
 
@@ -303,11 +303,11 @@ def test_a_store_failing_mid_run_reports_the_lost_events_with_a_count(
     env = environment(FAULT_API=stub_api.url, FAULT_MOUNT=str(mount), FAULT_KEEP=str(kept))
 
     own = run(in_small_filesystem(*PYTEST, *PLUGIN_OFF), tmp_path, env | {"FAULT": fault})
-    commits = str(mount / "store" / "events" / "_delta_log")
+    spool = str(mount / "store" / "spool")
     faulty = run(
         in_small_filesystem(*PYTEST, *memory(mount / "store")),
         tmp_path,
-        env | {"FAULT": fault, "FAULT_WAIT_FOR_COMMIT": commits},
+        env | {"FAULT": fault, "FAULT_WAIT_FOR_BATCH": spool},
     )
     assert own.code == faulty.code == pytest.ExitCode.OK, own.output + faulty.output
 
@@ -324,7 +324,7 @@ def test_a_store_failing_mid_run_reports_the_lost_events_with_a_count(
     # What the log kept plus what was reported lost is every event of a healthy run.
     healthy_env = env | {
         "FAULT": "none",
-        "FAULT_WAIT_FOR_COMMIT": str(healthy / "events/_delta_log"),
+        "FAULT_WAIT_FOR_BATCH": str(healthy / "spool"),
     }
     baseline = run([*PYTEST, *memory(healthy)], tmp_path, healthy_env)
     assert baseline.code == pytest.ExitCode.OK and not baseline.warnings(), baseline.output

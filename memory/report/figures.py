@@ -99,8 +99,9 @@ def _scan(history: History, names: list[str], engine: Engine | None, given: dict
             history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS WITH parts AS ({scan}) {merge}")
         return
     for name, parts in engine(names, given).items():
+        merge = SCANS[name][1]
         history.db.register("parts", parts)
-        history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS {SCANS[name][1]}")
+        history.sql(f"CREATE OR REPLACE TEMP TABLE {name} AS {merge}")
         history.db.unregister("parts")
 
 
