@@ -24,7 +24,11 @@ def test_fine():
     pass
 """
 NODEID = "test_suite.py::test_known_bug"
-TODAY = datetime.now(UTC).date()
+
+
+def today() -> date:
+    """Today, read when a test needs it (a run may cross midnight)."""
+    return datetime.now(UTC).date()
 
 
 @pytest.fixture
@@ -45,13 +49,13 @@ def quarantined_long_ago(store: Store, nodeid: str, until: date) -> None:
 
 
 def test_a_quarantined_failure_does_not_fail_the_session(pytester, store):
-    quarantine(store, NODEID, "PAY-12: the sandbox declines cards", TODAY + timedelta(days=3))
+    quarantine(store, NODEID, "PAY-12: the sandbox declines cards", today() + timedelta(days=3))
 
     result = run(pytester)
 
     assert result.ret == 0
     result.assert_outcomes(passed=1, failed=1)
-    until = TODAY + timedelta(days=3)
+    until = today() + timedelta(days=3)
     reason = "PAY-12: the sandbox declines cards"
     result.stdout.fnmatch_lines([f"QUARANTINED {NODEID} - {reason} (until {until})"])
 
@@ -68,7 +72,7 @@ def test_a_quarantined_test_is_still_recorded_as_failed(pytester, store):
 
 
 def test_an_expired_quarantine_fails_the_session(pytester, store):
-    quarantined_long_ago(store, NODEID, until=TODAY - timedelta(days=1))
+    quarantined_long_ago(store, NODEID, until=today() - timedelta(days=1))
 
     result = run(pytester)
 
@@ -77,7 +81,7 @@ def test_an_expired_quarantine_fails_the_session(pytester, store):
 
 
 def test_a_quarantine_holds_through_its_last_day(pytester, store):
-    quarantined_long_ago(store, NODEID, until=TODAY)
+    quarantined_long_ago(store, NODEID, until=today())
 
     assert run(pytester).ret == 0
 
@@ -113,7 +117,7 @@ def cli_in(store: Store, *args: str) -> tuple[int, str]:
 
 def test_the_cli_quarantines_lists_and_lifts(tmp_path):
     store = Store(tmp_path / "store")
-    until = (TODAY + timedelta(days=7)).isoformat()
+    until = (today() + timedelta(days=7)).isoformat()
 
     code, said = cli_in(store, "quarantine", NODEID, "--reason", "PAY-12 | <b>", "--until", until)
     assert (code, said) == (0, f"quarantined {NODEID} (until {until})\n")
@@ -169,5 +173,5 @@ def test_known_bug():
 
     assert listed["nodeid"] == NODEID
     assert listed["by"] == "flaky policy"
-    assert listed["until"] == str(TODAY + timedelta(days=5))
+    assert listed["until"] == str(today() + timedelta(days=5))
     assert "flip rate" in listed["reason"]
