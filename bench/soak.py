@@ -12,8 +12,10 @@ Triage trials run a small suite whose failures are new to the store (server
 errors with fresh wording, so triage opens incidents and files defects through
 the file sink) and SIGKILL its triage (`TRIAGE_KILLS`): the session-end triage
 of `pytest --memory` a random moment after the run's `RunFinished` is
-committed, after its links are, or the moment its first defect is; and
-`testmem triage --run RUN` a random moment after its links are. The trial
+committed, after its links are, or the moment its first defect is (filed
+through a slow Jira, the fake of `tests/fakes.py`, so that the kill meets
+the next defect's create in flight: a sent request whose answer never came);
+and `testmem triage --run RUN` a random moment after its links are. The trial
 reads from the log how far triage had got (`TriageState`: a kill that left
 nothing to do did not land in triage), runs `testmem triage --run RUN` again
 and checks that triage's facts are exactly-once (`triage_violations`).
@@ -44,6 +46,8 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.fakes import FakeJira
 
 PYTHON = sys.executable
 TESTMEM = [PYTHON, "-c", "from testmem.agents.cli import main; main()"]
@@ -115,6 +119,7 @@ class Soak:
     suite: Path
     api_url: str
     trials: list[Trial] = field(default_factory=list)
+    jira: FakeJira | None = None  # the tracker of the trials that file through one
 
 
 def snapshot(store: Path) -> list[tuple[str, str, str]]:
@@ -247,9 +252,10 @@ def pytest_command(soak: Soak, suite: Path | None = None, triage: bool = False) 
     ]  # fmt: skip
 
 
-def env() -> dict[str, str]:
+def env(more: dict[str, str] | None = None) -> dict[str, str]:
     return {
         **os.environ,
+        **(more or {}),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONDONTWRITEBYTECODE": "1",  # the triage suite is rewritten within a second
@@ -284,7 +290,12 @@ def after(type: str, run_id: str = "") -> Anchor:
 
 
 def kill_at_random(
-    soak: Soak, kind: str, command: list[str], window: tuple[float, float], anchor: Anchor
+    soak: Soak,
+    kind: str,
+    command: list[str],
+    window: tuple[float, float],
+    anchor: Anchor,
+    environment: dict[str, str] | None = None,
 ) -> Trial:
     """Start ``command``, SIGKILL it at a random moment of ``window`` (seconds
     after ``anchor``), then check the log."""
@@ -293,7 +304,9 @@ def kill_at_random(
     output = soak.store.parent / "victims" / f"{len(soak.trials):02d}-{kind}.log"
     output.parent.mkdir(exist_ok=True)
     with output.open("wb") as sink:  # kept for a look at what a victim was doing
-        victim = subprocess.Popen(command, env=env(), stdout=sink, stderr=subprocess.STDOUT)
+        victim = subprocess.Popen(
+            command, env=environment or env(), stdout=sink, stderr=subprocess.STDOUT
+        )
     run_id = anchor(witness, victim) or ""
     delay = random.uniform(*window)
     killed = True
@@ -343,6 +356,7 @@ class TriageKill:
     cli: bool  # `testmem triage --run RUN` of a recorded run, else the session-end triage
     anchor: str  # the run's first event of this type is committed
     window: tuple[float, float]  # seconds after the anchor
+    jira: bool = False  # defects go to a Jira that answers each request after `JIRA_ANSWERS_S`
 
 
 # Measured on the busy 2-core machine: session-end triage writes its links
@@ -350,9 +364,11 @@ class TriageKill:
 TRIAGE_KILLS = {
     "triage": TriageKill(False, "RunFinished", (0.0, 6.0)),
     "triage-late": TriageKill(False, "FailureLinked", (0.0, 1.5)),
-    "triage-defect": TriageKill(False, "DefectFiled", (0.0, 0.0)),
+    "triage-defect": TriageKill(False, "DefectFiled", (0.0, 0.0), jira=True),
     "triage-cli": TriageKill(True, "FailureLinked", (0.0, 1.5)),
 }
+# Far longer than the witness takes to see a commit (tens of milliseconds).
+JIRA_ANSWERS_S = 1.5
 
 
 def triage_trial(soak: Soak, kind: str) -> Trial:
@@ -364,8 +380,26 @@ def triage_trial(soak: Soak, kind: str) -> Trial:
         command = [*TESTMEM, "--dir", str(soak.store), "triage", "--run", run_id]
     else:
         command = pytest_command(soak, suite, triage=True)
-    trial = kill_at_random(soak, kind, command, how.window, after(how.anchor, run_id))
-    return check_triage(soak, trial)
+    sink = {}
+    if how.jira:
+        soak.jira = soak.jira or FakeJira()
+        soak.jira.hang_s = JIRA_ANSWERS_S
+        sink = jira_env(soak.jira)
+    anchor = after(how.anchor, run_id)
+    trial = kill_at_random(soak, kind, command, how.window, anchor, env(sink))
+    if soak.jira:
+        soak.jira.hang_s = 0.0  # the re-triage's tracker answers at once
+    return check_triage(soak, trial, sink)
+
+
+def jira_env(jira: FakeJira) -> dict[str, str]:
+    return {
+        "TESTMEM_DEFECT_SINK": "jira",
+        "TESTMEM_JIRA_URL": jira.url,
+        "TESTMEM_JIRA_PROJECT": jira.project,
+        "TESTMEM_JIRA_USER": jira.user,
+        "TESTMEM_JIRA_TOKEN": jira.token,
+    }
 
 
 def record_untriaged(soak: Soak, suite: Path) -> str:
@@ -451,8 +485,9 @@ _EXACTLY_ONCE = {
 }
 
 
-def triage_violations(store: Path, run_id: str) -> list[str]:
-    """Everything that breaks exactly-once for the run's triage, and for defects store-wide."""
+def triage_violations(store: Path, run_id: str, jira: FakeJira | None = None) -> list[str]:
+    """Everything that breaks exactly-once for the run's triage, and for defects
+    store-wide: in the file sink's files and in the Jira tracker's issues."""
     from testmem.memory.query import History
     from testmem.memory.store import Store
 
@@ -460,27 +495,37 @@ def triage_violations(store: Path, run_id: str) -> list[str]:
     found = []
     for what, sql in _EXACTLY_ONCE.items():
         found += [f"{what}: {row}" for row in history.sql(sql, [run_id]).rows]
-    filed = {r[0] for r in history.sql(_FILED).rows}
+    filed = {r[0] for r in history.sql(_FILED, ["file"]).rows}
     files = {p.stem for p in (store / "defects").glob("*.md")}
     if files != filed:
         found.append(f"defect files {sorted(files - filed)} unknown to the log, "
                      f"{sorted(filed - files)} missing")  # fmt: skip
+    if jira is not None:
+        from testmem.agents.sinks import label
+
+        marks = [m for i in jira.issues.values() for m in i["fields"]["labels"]]
+        in_jira = sorted(m for m in marks if m.startswith("testmem-def-"))
+        expected = sorted(label(d) for (d,) in history.sql(_FILED, ["jira"]).rows)
+        if in_jira != expected:
+            found.append(f"Jira holds {in_jira}, the log filed {expected} there")
     if (state := triage_state(store, run_id)).outbox:
         found.append(f"{state.outbox} defect actions left in the outbox")
     return found
 
 
-_FILED = "SELECT DISTINCT detail->>'$.defect_id' FROM facts WHERE type = 'DefectFiled'"
+_FILED = """SELECT DISTINCT detail->>'$.defect_id' FROM facts
+            WHERE type = 'DefectFiled' AND detail->>'$.sink' = ?"""
 
 
-def check_triage(soak: Soak, trial: Trial) -> Trial:
-    """Read how far the killed triage got, triage the run again, check exactly-once."""
+def check_triage(soak: Soak, trial: Trial, sink: dict[str, str] | None = None) -> Trial:
+    """Read how far the killed triage got, triage the run again (through the
+    same ``sink``), check exactly-once."""
     if not trial.run_id:
         trial.violations.append("the anchor never came: no run to triage")
         return trial
     before = triage_state(soak.store, trial.run_id)
     trial.phase = before.phase
-    again = run_cli(soak, "triage", "--run", trial.run_id)
+    again = run_cli(soak, "triage", "--run", trial.run_id, environment=env(sink))
     if again.returncode != 0:
         trial.violations.append(f"re-triage exit {again.returncode}: {again.stderr[-300:]}")
     after = triage_state(soak.store, trial.run_id)
@@ -489,16 +534,20 @@ def check_triage(soak: Soak, trial: Trial) -> Trial:
         "decisions": after.decided - before.decided,
         "defects": after.defects_filed - before.defects_filed,
     }
-    trial.violations += triage_violations(soak.store, trial.run_id)
+    trial.violations += triage_violations(soak.store, trial.run_id, soak.jira)
     return trial
 
 
 # -- running ----------------------------------------------------------------------
 
 
-def run_cli(soak: Soak, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    soak: Soak, *args: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [*TESTMEM, "--dir", str(soak.store), *args]
-    return subprocess.run(command, env=env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        command, env=environment or env(), capture_output=True, text=True, timeout=600
+    )
 
 
 TRIALS: dict[str, Callable[[Soak], Trial]] = {
@@ -511,16 +560,16 @@ TRIALS: dict[str, Callable[[Soak], Trial]] = {
 
 def run_soak(root: Path, plan: list[str], tests: int = 120) -> Soak:
     server = serve_api()
+    soak = Soak(root / "store", write_suite(root, tests), f"http://127.0.0.1:{server.server_port}")
     try:
-        soak = Soak(
-            root / "store", write_suite(root, tests), f"http://127.0.0.1:{server.server_port}"
-        )
         for kind in plan:
             soak.trials.append(TRIALS[kind](soak))
         return soak
     finally:
         server.shutdown()
         server.server_close()
+        if soak.jira:
+            soak.jira.stop()
 
 
 def plan_of(trials: int, triage_trials: int) -> list[str]:
