@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # kept off pytest's start-up path: imported when first needed
-    from testmem.agents.triage import TriageResult
+    from testmem.agents.decision import TriageResult
     from testmem.agents.triage_process import TriageProcess
     from testmem.memory.recorder import Recorder
     from testmem.memory.retry import RetryAdvice
@@ -109,7 +109,8 @@ class TriageLauncher:
         self.process: TriageProcess | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.failed and self.process is None:
+        failed = report.failed or report.outcome == "rerun"  # a retried attempt failed
+        if failed and self.process is None:
             self.start()
 
     def start(self) -> None:
@@ -121,8 +122,17 @@ class TriageLauncher:
             self.process = TriageProcess(recorder.store.location)
 
     def triage(self, store: Store, run_id: str) -> TriageResult:
-        """The child's triage if there is one to ask, else this process's."""
+        """The child's triage if there is one to ask, else this process's; a
+        run that recorded no failure has nothing to decide, and skips triage
+        (and the history it would read) unless defects wait in the outbox."""
+        from testmem.agents.decision import TriageResult
+        from testmem.memory.plugin import recorder_key
+
         process, self.process = self.process, None
+        recorder = self.config.stash.get(recorder_key, None)
+        failed = recorder is None or recorder.failures > 0
+        if process is None and not failed and not _outbox_waits(store):
+            return TriageResult(run_id, [])
         result = process.triage(run_id) if process else None
         if result is None:
             from testmem.agents.triage import Triage
@@ -133,6 +143,12 @@ class TriageLauncher:
     def close(self) -> None:
         if self.process is not None:
             self.process.close()
+
+
+def _outbox_waits(store: Store) -> bool:
+    """Defect actions a sink could not take yet: any triage delivers them."""
+    outbox = store.root / "defects" / "outbox"
+    return outbox.is_dir() and any(outbox.glob("*.json"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

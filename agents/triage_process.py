@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 from testmem.memory.store_process import _receive, _send  # the same framing
 
 if TYPE_CHECKING:
-    from testmem.agents.triage import TriageResult
+    from testmem.agents.decision import TriageResult
 
 
 class TriageProcess:

@@ -110,6 +110,7 @@ class Recorder:
         self._attempts: dict[str, int] = {}
         self._final: dict[str, str] = {}  # nodeid -> outcome of its last attempt
         self._collect_errors = 0
+        self.failures = 0  # FailureObserved recorded (complete once the writer closed)
         self._started = time.perf_counter()
         self._errors: list[str] = []
         self._post_run_due = False  # set when the session finishes
@@ -408,6 +409,7 @@ class Recorder:
         attempt: int,
         exchanges: list[HttpExchanged],
     ) -> FailureObserved:
+        self.failures += 1
         described = getattr(report, "testmem_failure", None) or self._describe_longrepr(report)
         crash = getattr(report.longrepr, "reprcrash", None)
         explained, rule = None, None
