@@ -10,7 +10,9 @@ builds for good); later ones add a comment when the incident was seen again
 (``DefectUpdated``), summarised as occurrences per build and the last few.
 
 "Already filed?" is read from the event log, inside a lock file under
-``DIR/defects``, so concurrent triage processes never file twice.
+``DIR/defects``, so concurrent triage processes never file twice. A triage
+files all its defects in one `DefectAgent.session`: one lock and one read
+of the log for all of them, what the session files remembered as it goes.
 
 Nothing is lost: every action is written to the outbox (``DIR/defects/outbox``,
 one file per pending action) *before* it is sent, and removed only after its
@@ -277,15 +279,31 @@ class DefectAgent:
         self.sink = sink or sink_from_config(self.directory)
         self.redactor = redactor
         self.outbox = Outbox(self.directory / "outbox")
+        self._history: History | None = None  # the session's read of the log
+        self._filed_now: dict[str, dict[str, Any]] = {}  # incident id -> what the session filed
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Escalations under one lock and one read of the log (a triage's
+        defects): what the session files it remembers itself, and no other
+        agent files meanwhile."""
+        with self._locked():
+            self._history, self._filed_now = History(self.store), {}
+            try:
+                yield
+            finally:
+                self._history.close()
+                self._history, self._filed_now = None, {}
 
     def escalate(
         self, incident: Incident, evidence: Mapping[str, Any] | None = None
     ) -> DefectResult:
         """File the incident's defect, or comment on it if it recurred since."""
         evidence = dict(evidence or {})
-        with self._locked():
-            history = History(self.store)
-            filed = _filed(history, incident.incident_id)
+        with self._reading() as history:
+            filed = self._filed_now.get(incident.incident_id) or _filed(
+                history, incident.incident_id
+            )
             report = build_report(incident, history, evidence, self.redactor)
             if filed:
                 return self._update(filed, report, evidence, _seen(history, incident))
@@ -301,8 +319,11 @@ class DefectAgent:
         with self._locked():
             for name in self.outbox.set_aside_damaged():
                 errors.append(f"{name}: damaged, moved to {self.outbox.directory / 'damaged'}")
+            entries = self.outbox.entries()
+            if not entries:  # nothing waits: no need to read the log
+                return FlushResult(delivered, 0, errors)
             history = History(self.store)
-            for entry in self.outbox.entries():
+            for entry in entries:
                 result = self._retry(entry, history)
                 if result is None:
                     continue
@@ -389,6 +410,9 @@ class DefectAgent:
             detail |= {k: getattr(report, k) for k in _FIXED_AT_FILING}
         fact = Fact.of(kind, entry.get("run_id", ""), incident_id=report.incident_id, **detail)
         self.store.events.append([fact])
+        if self._history is not None:  # in a session: known without reading the log again
+            before = self._filed_now.get(report.incident_id, {})
+            self._filed_now[report.incident_id] = {**before, **detail}
 
     def _postponed(self, entry: dict[str, Any], exc: Exception) -> DefectResult:
         entry["last_error"] = str(exc)
@@ -402,6 +426,19 @@ class DefectAgent:
         return DefectResult(
             entry["defect_id"], entry.get("reference"), entry["action"] == "create", True, str(exc)
         )
+
+    @contextmanager
+    def _reading(self) -> Iterator[History]:
+        """The log, read under the lock: the session's, else a read of its own."""
+        if self._history is not None:
+            yield self._history
+            return
+        with self._locked():
+            history = History(self.store)
+            try:
+                yield history
+            finally:
+                history.close()
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

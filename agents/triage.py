@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from testmem.memory.query import History, Rows
 from testmem.memory.store import Store
 
 if TYPE_CHECKING:
+    from testmem.agents.defects import DefectAgent
     from testmem.memory.incidents import Incident, Incidents
 
 TRIAGE_LOCK_S = 600.0  # how long a triage waits for another triage of the same run
@@ -55,17 +56,19 @@ class Triage:
         self.decide = decide or partial(classify, heal_after=heal_after)
 
     def run(self, run: str | None = None, *, force: bool = False) -> TriageResult:
-        run_id = History(self.store).resolve_run(run)
+        recorded = History(self.store)  # the run as recorded: its failures and exchanges
+        run_id = recorded.resolve_run(run)
         # One triage of a run at a time (the session's and a manual one): the
         # second then finds the first one's decisions and does not redo them.
         name = hashlib.sha256(run_id.encode()).hexdigest()[:16]  # ids never become raw paths
         with self.store.lock(f"triage-{name}", TRIAGE_LOCK_S, f"run {run_id} is being triaged"):
-            return self._run(run_id, force)
+            return self._run(run_id, force, recorded)
 
-    def _run(self, run_id: str, force: bool) -> TriageResult:
+    def _run(self, run_id: str, force: bool, recorded: History) -> TriageResult:
         problems: list[str] = []
-        changes = _changes(History(self.store), problems)
-        known = self._link(run_id, changes, problems)
+        changes = _changes(recorded, problems)
+        known = self._link(run_id, changes, problems, recorded)
+        recorded.close()
         history = History(self.store)  # a fresh snapshot that holds the links
         links = _links(history, run_id)
         decided = set() if force else _decided(history, run_id)
@@ -85,13 +88,15 @@ class Triage:
         self.store.events.append([_fact(d) for d in decisions])
         return TriageResult(run_id, decisions, len(contexts) - len(decisions), problems)
 
-    def _link(self, run_id: str, changes: list[ApiChange], problems: list[str]) -> Known:
+    def _link(
+        self, run_id: str, changes: list[ApiChange], problems: list[str], recorded: History
+    ) -> Known:
         """Link the run's failures; what is known then (signatures, merges, labels).
         One API change's or server error's failures join one incident, whatever
         their wording (`cause_key`)."""
         from testmem.memory.matching import Matcher
 
-        answered = answers(History(self.store), run_id)
+        answered = answers(recorded, run_id)
 
         def cause(failure: dict[str, Any]) -> str | None:
             return cause_key(changes, failure, answered.get(failure["failure_id"], ()))
@@ -108,23 +113,28 @@ class Triage:
         changes: list[ApiChange],
         problems: list[str],
     ) -> list[Decision]:
-        """Hand heals to the healer and escalations to the defect agent (once per incident)."""
+        """Hand heals to the healer and escalations to the defect agent (once
+        per incident, all in one of its sessions)."""
         defects: dict[str, str | None] = {}  # incident id -> defect id, one per incident
         causes = _causes(decisions)
         incident = _incident_lookup(self.store)
         result = []
-        for d in decisions:
-            outcome = None
-            if d.action == "heal" and self.heal:
-                outcome = _attempt(problems, partial(_propose_heal, self.store, history, d))
-            elif d.action == "escalate" and self.escalate and d.incident_id:
-                behind = _cause_of(d, d.incident_id, causes)
-                if behind not in defects:
-                    cause = replace(d, incident_id=behind)
-                    filing = partial(_file_defect, self.store, incident, cause)
-                    defects[behind] = _attempt(problems, filing)
-                outcome = defects[behind]
-            result.append(replace(d, outcome=outcome))
+        with ExitStack() as held:
+            agent: DefectAgent | None = None
+            for d in decisions:
+                outcome = None
+                if d.action == "heal" and self.heal:
+                    outcome = _attempt(problems, partial(_propose_heal, self.store, history, d))
+                elif d.action == "escalate" and self.escalate and d.incident_id:
+                    agent = agent or _defect_session(self.store, held, problems)
+                    behind = _cause_of(d, d.incident_id, causes)
+                    if behind not in defects and agent is not None:
+                        cause = replace(d, incident_id=behind)
+                        defects[behind] = _attempt(
+                            problems, partial(_file_defect, agent, incident, cause)
+                        )
+                    outcome = defects.get(behind)
+                result.append(replace(d, outcome=outcome))
         return result
 
 
@@ -192,9 +202,23 @@ def _incident_lookup(store: Store) -> Callable[[str], Incident]:
     return get
 
 
-def _file_defect(store: Store, incident_of: Callable[[str], Incident], decision: Decision) -> str:
+def _defect_session(store: Store, held: ExitStack, problems: list[str]) -> DefectAgent | None:
+    """The defect agent, in a session held until ``held`` closes; None (and
+    a problem said) if it cannot start, e.g. a sink configured wrong."""
     from testmem.agents.defects import DefectAgent
 
+    try:
+        agent = DefectAgent(store)
+        held.enter_context(agent.session())
+    except Exception as exc:
+        problems.append(f"{type(exc).__name__}: {exc}")
+        return None
+    return agent
+
+
+def _file_defect(
+    agent: DefectAgent, incident_of: Callable[[str], Incident], decision: Decision
+) -> str:
     incident = incident_of(decision.incident_id or "")
     evidence = {
         "run_id": decision.run_id,
@@ -202,7 +226,7 @@ def _file_defect(store: Store, incident_of: Callable[[str], Incident], decision:
         "reason": decision.reason,
         **decision.evidence,
     }
-    result = DefectAgent(store).escalate(incident, evidence)
+    result = agent.escalate(incident, evidence)
     return f"{result.defect_id} (waits in the outbox)" if result.pending else result.defect_id
 
 

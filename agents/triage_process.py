@@ -6,8 +6,10 @@ core. The test process never loads them (the recorder's store process writes
 the log), so triage in the test process added that second to the end of
 every run with a failure. Instead, at a run's first failed test the agents'
 plugin starts this child: it imports and warms up on the other core while
-the remaining tests run, then waits for the run id. Once the whole run is in
-the store it triages (`testmem.agents.triage.Triage`, the same code as
+the remaining tests run, then waits for the run id, committing the run's
+spooled batches as they pile up (`settle_while_waiting`), so that what is
+left to commit at the end is small. Once the whole run is in the store it
+triages (`testmem.agents.triage.Triage`, the same code as
 `testmem triage`) and answers with the result and the warnings triage gave.
 
 A run without failures starts nothing. If the child cannot start or ends
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import subprocess
 import sys
 import warnings
@@ -32,6 +35,13 @@ from testmem.memory.store_process import _receive, _send  # the same framing
 
 if TYPE_CHECKING:
     from testmem.agents.decision import TriageResult
+    from testmem.memory.store import Store
+
+# While waiting, the spool is looked at this often, and settled once it holds
+# this much, or half of what was settled before (few files per run, each
+# bigger than the last, and at most a third of the run left for the end).
+SETTLE_POLL_S = 0.5
+SETTLE_MIN_BYTES = 256 * 1024
 
 
 class TriageProcess:
@@ -106,10 +116,22 @@ def warm_up(location: str) -> Any:
     return store
 
 
+def settle_while_waiting(store: Store, requests: IO[bytes]) -> None:
+    """Commit the run's spooled segments while its tests still run, until the
+    run id (or the end of input) arrives."""
+    spool, settled = store.events.spool, 0
+    while spool is not None and not select.select([requests], [], [], SETTLE_POLL_S)[0]:
+        waiting = spool.size()
+        if waiting >= max(SETTLE_MIN_BYTES, settled // 2):
+            store.events.settle()
+            settled += waiting
+
+
 def serve(location: str, requests: IO[bytes], answers: IO[bytes]) -> None:
     """Warm up, then triage the one run asked for; answer ``(ok, result or
     exception, [(warning category, message), ...])``."""
     store = warm_up(location)
+    settle_while_waiting(store, requests)
     try:
         run_id = _receive(requests)
     except EOFError:

@@ -93,6 +93,14 @@ class Spool:
             return []
         return [Segment(self.directory / n) for n in names if not n.startswith(".")]
 
+    def size(self) -> int:
+        """The bytes of the complete segments waiting."""
+        total = 0
+        for segment in self.segments():
+            with contextlib.suppress(FileNotFoundError):  # settled meanwhile
+                total += segment.path.stat().st_size
+        return total
+
     @contextlib.contextmanager
     def settling(self) -> Iterator[list[Segment]]:
         """Hold the spool's lock (one settler at a time) and give its segments."""
