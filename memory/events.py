@@ -80,6 +80,17 @@ class Blob:
                 text, encoding = base64.b64encode(head).decode("ascii"), "base64"
         return cls(text, len(raw), digest, encoding, len(raw) > cap)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (what xdist ships; `Blob(**d)` reads it back), without
+        `dataclasses.asdict`'s deep copy: a blob's fields are all immutable."""
+        return {
+            "text": self.text,
+            "size": self.size,
+            "sha256": self.sha256,
+            "encoding": self.encoding,
+            "truncated": self.truncated,
+        }
+
 
 def _encoded(text: str) -> bytes:
     """A string's bytes: those that came in undecodable (surrogate-escaped)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,9 @@ Headers = Iterable[tuple[str, str]]
 
 class Body:
     """A body as it passes: its head (up to a limit) kept, its size and sha256
-    taken over the whole, so teeing a stream never holds more than the limit."""
+    taken over the whole, so teeing a stream never holds more than the limit.
+    The hash runs only once the body outgrows its head (a whole body is
+    hashed where it is described, redacted)."""
 
     __slots__ = ("_hash", "head", "limit", "size")
 
@@ -45,7 +47,7 @@ class Body:
         self.head = bytearray()
         self.size = 0
         self.limit = limit
-        self._hash = hashlib.sha256()
+        self._hash: Any = None  # hashlib's sha256, from the first byte past the head
 
     @classmethod
     def of(cls, content: bytes) -> Body:
@@ -54,17 +56,21 @@ class Body:
         return body
 
     def add(self, chunk: bytes) -> None:
+        if self._hash is None and self.size + len(chunk) > self.limit:
+            self._hash = hashlib.sha256(self.head)
         if len(self.head) < self.limit:
             self.head += chunk[: self.limit - len(self.head)]
         self.size += len(chunk)
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
 
     @property
     def whole(self) -> bool:
         return self.size == len(self.head)
 
     def sha256(self) -> str:
-        return self._hash.hexdigest()
+        hashed = self._hash or hashlib.sha256(self.head)
+        return str(hashed.hexdigest())
 
 
 @dataclass(slots=True, eq=False)
@@ -205,14 +211,14 @@ class Tap:
             return None
         if body.whole:
             redacted = self.redactor.body(bytes(body.head), content_type)
-            return asdict(Blob.of(redacted, self.cap))
+            return Blob.of(redacted, self.cap).to_dict()
         return self._large_body(body)
 
     def _large_body(self, body: Body) -> dict[str, Any]:
         """Only the kept head is redacted (as text: a cut JSON document does not
         parse): decoding a 100 MB body to redact it all would take gigabytes."""
         head = Blob.of(self.redactor.body(bytes(body.head[: self.cap]), "text/plain"), self.cap)
-        return asdict(Blob(head.text, body.size, body.sha256(), head.encoding, truncated=True))
+        return Blob(head.text, body.size, body.sha256(), head.encoding, truncated=True).to_dict()
 
 
 def _read(c: Capture) -> bool:
