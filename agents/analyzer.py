@@ -55,10 +55,11 @@ class ServerError:
     route: str
     status: int
     body: str = ""
+    url: str = ""
 
     @property
     def cause(self) -> str:
-        return server_error_cause(self.method, self.route, self.status, self.body)
+        return server_error_cause(self.method, self.route, self.status, self.body, self.url)
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,7 @@ def cause_key(
     method, route = failure.get("method"), failure.get("route")
     status = failure.get("status") or 0
     if status >= 500 and status not in TRANSIENT_STATUSES:
-        return server_error_cause(method, route, status, _body(failure))
+        return server_error_cause(method, route, status, _body(failure), failure.get("url") or "")
     message = failure.get("message") or ""
     explaining = [(method, route)] if 0 < status < 400 else []
     for where in [*explaining, *answers]:

@@ -3,8 +3,10 @@
 A server error names its cause by what its body says, once volatile parts
 are masked (`testmem.memory.fingerprint.normalise`): ``KeyError: 'warehouse'``
 on two routes is one cause, and two different errors on one route are two.
-A body that says no more than "internal server error" names no cause of its
-own; then its request does (method, route and status), as before.
+The values of the request itself (a slug, a username, a query value) are
+masked too: one error about two articles is one cause. A body that says no
+more than "internal server error" names no cause of its own; then its
+request does (method, route and status), as before.
 
 These names are data the matcher compares: two *different* server-error
 causes never share an incident (`is_server_error_cause`).
@@ -15,12 +17,14 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from testmem.memory.fingerprint import normalise
 
 PREFIX = "server error "
 TEMPLATE_CHARS = 200  # of the masked body: enough to tell two errors apart
 _LEAVES = 20  # strings of a JSON body read
+_SHORTEST_VALUE = 3  # characters of a request value worth masking in its error
 _TAG = re.compile(r"<[^>]{0,200}>")
 _WORD = re.compile(r"[A-Za-z]+")
 # Words any server's error page says, and the masks `normalise` puts in for values.
@@ -35,10 +39,12 @@ _GENERIC_WORDS = """
 _GENERIC = frozenset(_GENERIC_WORDS.split())
 
 
-def server_error_cause(method: str | None, route: str | None, status: int, body: str) -> str:
+def server_error_cause(
+    method: str | None, route: str | None, status: int, body: str, url: str = ""
+) -> str:
     """The cause a server error names: its body's template when the body says
-    something of its own, else its request."""
-    template = error_template(body)
+    something of its own, else its request (``url``: its values are masked)."""
+    template = error_template(_without(body, request_values(route or "", url)))
     if template:
         return f"{PREFIX}{status}: {template}"
     return f"{PREFIX}{status} on {method} {route}"
@@ -54,6 +60,26 @@ def error_template(body: str) -> str | None:
     template = " ".join(normalise(_words_of(body)).split())[:TEMPLATE_CHARS]
     own = {w.lower() for w in _WORD.findall(template)} - _GENERIC
     return template if own else None
+
+
+def request_values(route: str, url: str) -> list[str]:
+    """The values a request carries: its path parameters (``{slug}`` of the
+    route) and its query values, the longest first."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a URL that does not parse carries no values
+        return []
+    path, names = parts.path.split("/"), route.split("/")
+    values = [v for _, v in parse_qsl(parts.query)]
+    if len(path) == len(names):
+        values += [unquote(v) for n, v in zip(names, path, strict=True) if n.startswith("{")]
+    return sorted({v for v in values if len(v) >= _SHORTEST_VALUE}, key=len, reverse=True)
+
+
+def _without(body: str, values: list[str]) -> str:
+    for value in values:
+        body = re.sub(rf"(?<![\w-]){re.escape(value)}(?![\w-])", "<v>", body)
+    return body
 
 
 def _words_of(body: str) -> str:

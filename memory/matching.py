@@ -396,7 +396,7 @@ class Known:
 
 _FAILURES_SQL = """
     SELECT f.run_id, f.failure_id, f.nodeid, f.occurred_at, f.exception_type, f.message,
-           f.traceback, f.traceback_encoding, x.method, x.route, x.status,
+           f.traceback, f.traceback_encoding, x.method, x.route, x.status, x.url,
            x.response_body, x.response_body_encoding
     FROM events f LEFT JOIN explaining e ON e.failure_id = f.failure_id
     LEFT JOIN exchanges x ON x.exchange_id = e.exchange_id
@@ -405,7 +405,7 @@ _FAILURES_SQL = """
 
 
 def failure_rows(history: History, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    """Failures with their explaining exchange's method, route, status and body."""
+    """Failures with their explaining exchange's method, route, status, URL and body."""
     return history.sql(_FAILURES_SQL.format(where=where), params).dicts()
 
 

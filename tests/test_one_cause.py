@@ -278,3 +278,13 @@ def test_a_server_error_that_says_nothing_of_its_own_is_named_by_its_request(bod
     on_items = server_error_cause("GET", "/items/{sku}", 500, body)
     assert on_items == "server error 500 on GET /items/{sku}"
     assert server_error_cause("GET", "/orders/{id}", 500, body) != on_items
+
+
+def test_the_values_of_the_request_are_masked_in_its_error() -> None:
+    def cause(slug: str) -> str:
+        body = f'{{"detail": "article {slug} cannot be rendered: no author"}}'
+        url = f"http://testserver/api/articles/{slug}?author={slug}-by"
+        return server_error_cause("GET", "/api/articles/{slug}", 500, body, url)
+
+    assert cause("how-to-train-your-dragon") == cause("welcome-to-rust")
+    assert "welcome" not in cause("welcome-to-rust")
