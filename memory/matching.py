@@ -21,8 +21,9 @@ its cause (`Matcher.link_run`: triage names an API change or a server error
 behind it) joins the incident that cause's first failure got, however it is
 worded (link method ``cause``). A server error is named by what its body
 says (`testmem.memory.causes`), and a failure of one server error never joins
-an incident of another, not even by its signature: one test's ``assert 500
-== 200`` on one route can be two regressions.
+an incident of another: one test's ``assert 500 == 200`` on one route can be
+two regressions, so a known signature whose incident is another server
+error's gets a signature of its own for this one (`Matcher._apart`).
 
 Every link is a ``FailureLinked`` fact with its template and candidates, and
 every template that generalises a ``TemplateGeneralised`` fact, so any match
@@ -36,6 +37,7 @@ it was merged into.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -564,13 +566,14 @@ class Matcher:
         vectors = self._vectors([p for p in prints if self.store or is_failure(p)])
         links, changed = [], {}
         changes: list[Generalised] = []
-        for failure, fp in zip(failures, prints, strict=True):
+        for n, failure in enumerate(failures):
             at = _when(failure.get("occurred_at"))
+            named = cause(failure) if cause else None
+            fp = prints[n] = self._apart(prints[n], named, vectors)
             placed = None
             if fp.signature not in self.known.signatures:
                 placed = self.known.templates.place(fp, failure.get("message") or "")
                 changes += placed.changes
-            named = cause(failure) if cause else None
             link = self._decide(
                 str(failure["failure_id"]), fp, vectors.get(fp.signature), at, placed, named
             )
@@ -583,6 +586,22 @@ class Matcher:
             links.append(link)
         self._persist(failures, prints, links, list(changed.values()), vectors, changes)
         return links
+
+    def _apart(self, fp: Fingerprint, cause: str | None, vectors: dict[str, Any]) -> Fingerprint:
+        """``fp``, or, when its signature's incident is another server error's
+        (`Known.claimed_by_other`), a signature of its own for this cause: one
+        wording, two causes, two signatures, so each incident keeps its own."""
+        known = self.known
+        if fp.signature not in known.signatures or not cause:
+            return fp
+        if not known.claimed_by_other(known.live_record(fp.signature).incident_id, cause):
+            return fp
+        identity = f"{fp.signature}\x1f{cause}".encode("utf-8", "replace")
+        apart = replace(fp, signature=hashlib.sha256(identity).hexdigest()[: len(fp.signature)])
+        if apart.signature not in known.signatures:
+            self._use_index()  # a new signature for the index, as any other
+            vectors |= self._vectors([apart])
+        return apart
 
     def decide(self, failure: dict[str, Any]) -> Link:
         """The link this failure would get, without remembering or writing it."""
@@ -639,8 +658,7 @@ class Matcher:
             first = known.signatures[fp.signature].incident_id
             live = known.resolve(first)
             method = "signature" if live == first else "label"
-            if not known.claimed_by_other(live, cause):
-                return Link(failure_id, live, fp.signature, method, 1.0, False, None, [])
+            return Link(failure_id, live, fp.signature, method, 1.0, False, None, [])
         template = placed.first if placed else None
         joined = known.incident_of_cause(cause) if cause else None
         if joined:

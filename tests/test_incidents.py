@@ -387,3 +387,8 @@ def test_two_server_errors_behind_one_wording_are_two_incidents(store: Store, em
     assert paraphrase.incident_id == other.incident_id and paraphrase.method == "cause"
     assert again.incident_id == first.incident_id and again.method == "signature"
     assert third.is_new and third.incident_id not in {first.incident_id, other.incident_id}
+    # each is an incident of its own in the projection, with its own occurrences
+    listed = {i.incident_id: i.occurrences for i in Incidents(store).list()}
+    assert {first.incident_id: 2, other.incident_id: 2, third.incident_id: 1}.items() <= (
+        listed.items()
+    )
