@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from testmem.agents.schema import ADDED, REMOVED, STATUS_CHANGED, ApiChange
+from testmem.memory.causes import server_error_cause
 
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 TRANSIENT_ERRORS = (
@@ -44,6 +45,21 @@ class Exchange:
     error: str | None = None
     retry_after: str | None = None
     phase: str = "call"
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """A server error a run met: its request and what its body said."""
+
+    method: str
+    route: str
+    status: int
+    body: str = ""
+    url: str = ""
+
+    @property
+    def cause(self) -> str:
+        return server_error_cause(self.method, self.route, self.status, self.body, self.url)
 
 
 @dataclass(frozen=True)
@@ -259,30 +275,59 @@ def cause_key(
     changes: list[ApiChange],
     failure: dict[str, Any],
     answers: Iterable[tuple[str, str]] = (),
+    server_errors: Iterable[ServerError] = (),
 ) -> str | None:
     """The name of a failure's cause when its exchanges name one, whatever the
     failure's wording (a missing key, a whole-dict diff, a status check).
     Failures of one cause join one incident (`testmem.memory.matching.Matcher.link_run`).
 
     Strongest first, as a final attempt shows them: a server error on the
-    route of the exchange that explains it; an API change detected on that
-    route, or on the route of another successful answer of the failure
-    (``answers``: method and route), that the failure touches; a rate limit
-    or an unavailable answer on the explaining route.
+    exchange that explains it, named by what its body says
+    (`testmem.memory.causes`); an API change detected on that route, or on the
+    route of another successful answer of the failure (``answers``: method and
+    route), that the failure touches; a rate limit or an unavailable answer on
+    the explaining route. A field gone while its resource answers server
+    errors in the run (``server_errors``) is a symptom of that error, as
+    `_outdated` judges it: its cause is the error's.
     """
     method, route = failure.get("method"), failure.get("route")
     status = failure.get("status") or 0
     if status >= 500 and status not in TRANSIENT_STATUSES:
-        return f"{method} {route} answers {status}"
+        return server_error_cause(method, route, status, _body(failure), failure.get("url") or "")
     message = failure.get("message") or ""
     explaining = [(method, route)] if 0 < status < 400 else []
     for where in [*explaining, *answers]:
         for c in changes:
             if (c.method, c.route) == where and touches(c, message):
+                behind = _error_behind(c, server_errors)
+                if behind:
+                    return behind.cause
                 return f"{c.method} {c.route}: {c.kind} {c.path}>{c.new_path} {c.old}>{c.new}"
     if status in TRANSIENT_STATUSES:
         return f"{method} {route} answers {status}"
     return None
+
+
+def _body(failure: dict[str, Any]) -> str:
+    """The explaining answer's body as text (a binary one says nothing here)."""
+    if failure.get("response_body_encoding") not in (None, "utf-8"):
+        return ""
+    return str(failure.get("response_body") or "")
+
+
+def _error_behind(change: ApiChange, errors: Iterable[ServerError]) -> ServerError | None:
+    """The server error a removed field is a symptom of: one on the field's
+    resource, the one whose body names the field first."""
+    if change.kind != REMOVED:
+        return None
+    mine = [e for e in errors if _resource(e.route) == _resource(change.route)]
+    key = change.key or ""
+    named = re.compile(rf"\b{re.escape(key)}\b") if key else None
+
+    def order(e: ServerError) -> tuple[bool, str, str, int]:
+        return (not (named and named.search(e.body)), e.route, e.method, e.status)
+
+    return min(mine, key=order, default=None)
 
 
 def _regression(ctx: FailureContext) -> Verdict | None:

@@ -14,6 +14,7 @@ from testmem.agents.analyzer import (
     ApiChange,
     Exchange,
     FailureContext,
+    ServerError,
     TestRecord,
 )
 
@@ -67,6 +68,13 @@ _FAILING_ROUTES = """
     SELECT DISTINCT route FROM exchanges
     WHERE run_id = $run AND status >= 500 AND status NOT IN (502, 503, 504)"""
 
+# The run's server errors, a few answers of each request: what their bodies say.
+_SERVER_ERRORS = """
+    SELECT DISTINCT method, route, status,
+           CASE WHEN response_body_encoding = 'utf-8' THEN response_body END AS body, url
+    FROM exchanges WHERE run_id = $run AND status >= 500 AND status NOT IN (502, 503, 504)
+    QUALIFY row_number() OVER (PARTITION BY method, route, status ORDER BY occurred_at) <= 20"""
+
 _ANSWERS = """
     SELECT f.failure_id, x.method, x.route
     FROM (SELECT failure_id, unnest(exchange_ids) AS exchange_id FROM failures
@@ -98,6 +106,16 @@ def answers(history: History, run_id: str) -> dict[str, list[tuple[str, str]]]:
     for failure_id, method, route in history.sql(_ANSWERS, {"run": run_id}).rows:
         found.setdefault(failure_id, []).append((method, route))
     return found
+
+
+def server_errors(history: History, run_id: str) -> list[ServerError]:
+    """The server errors the run met, one per request and cause
+    (`testmem.agents.analyzer.cause_key` reads them)."""
+    found: dict[tuple[str, str, int, str], ServerError] = {}
+    for method, route, status, body, url in history.sql(_SERVER_ERRORS, {"run": run_id}).rows:
+        error = ServerError(method or "", route or "", status, body or "", url or "")
+        found.setdefault((error.method, error.route, error.status, error.cause), error)
+    return sorted(found.values(), key=lambda e: (e.route, e.method, e.status, e.cause))
 
 
 def build_contexts(

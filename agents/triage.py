@@ -22,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from testmem.agents.analyzer import FailureContext, Verdict, cause_key, classify
-from testmem.agents.context import answers, build_contexts
+from testmem.agents.context import answers, build_contexts, server_errors
 from testmem.agents.decision import Decision, TriageResult
 from testmem.agents.defects import DefectWarning
 from testmem.agents.schema import ApiChange, detect_changes
@@ -97,9 +97,10 @@ class Triage:
         from testmem.memory.matching import Matcher
 
         answered = answers(recorded, run_id)
+        errors = server_errors(recorded, run_id)
 
         def cause(failure: dict[str, Any]) -> str | None:
-            return cause_key(changes, failure, answered.get(failure["failure_id"], ()))
+            return cause_key(changes, failure, answered.get(failure["failure_id"], ()), errors)
 
         with _as_problems(problems, Warning):  # e.g. the index unavailable: signatures only
             matcher = Matcher(self.store)

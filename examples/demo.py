@@ -13,7 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from testmem.examples.scenario import REPO, BuildResult, Scenario, defects_per_regression
+from testmem.examples.scenario import (
+    REPO,
+    BuildResult,
+    Scenario,
+    defects_per_regression,
+    incidents_per_cause,
+)
 
 WIDTH = 100
 ACTION_WORDS = {"retry": "retried", "heal": "healing", "escalate": "escalated", "none": "waiting"}
@@ -97,6 +103,9 @@ def ending(scenario: Scenario, results: list[BuildResult]) -> list[str]:
     per_regression = defects_per_regression(results)
     for cause, filed in per_regression.items():
         print(f"  {cause}: {len(filed)} defect(s)")
+    per_cause = incidents_per_cause(results)
+    for cause, found in sorted(per_cause.items()):
+        print(f"  {cause}: {len(found)} incident(s)")
     report = weekly_report(History(store), weeks=1)
     html = store.subdir("reports") / "weekly.html"
     html.write_text(render(report, "html"))
@@ -110,6 +119,9 @@ def ending(scenario: Scenario, results: list[BuildResult]) -> list[str]:
     problems += [f"heal {h['heal_id']} {h['status']}" for h in heals if h["status"] != "verified"]
     problems += [
         f"{c}: {len(f)} defects, expected 1" for c, f in per_regression.items() if len(f) != 1
+    ]
+    problems += [
+        f"{c}: {len(i)} incidents, expected 1" for c, i in per_cause.items() if len(i) != 1
     ]
     return problems
 

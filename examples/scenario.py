@@ -215,15 +215,18 @@ def judge(history: History, run_id: str, build: Build) -> list[Judged]:
 
 
 def cause_of(build: Build, nodeid: str, statuses: list[int], text: str) -> str:
-    """The true cause of a failure, from the build's known faults and what the API answered."""
-    if nodeid in BROKEN_TESTS:
-        return "broken-test"
+    """The true cause of a failure, from the build's known faults and what the API answered.
+
+    A wrong test that meets a fault's answer fails because of the fault: its
+    own wrong check is never reached."""
     if 429 in statuses:
         return "rate-limit"
     if 503 in statuses:
         return "random-503"
     if build.regression_order_total and "OrderTotalMismatch" in text:
         return "regression-order-total"
+    if nodeid in BROKEN_TESTS:
+        return "broken-test"
     if build.regression_inventory_warehouse and "warehouse" in text:
         return "regression-warehouse"
     if build.rename_user_name_to and "'name'" in text:
@@ -231,6 +234,19 @@ def cause_of(build: Build, nodeid: str, statuses: list[int], text: str) -> str:
     if build.create_user_status != 201 and "201" in text:
         return "changed-status"
     return "unexplained"
+
+
+def incidents_per_cause(results: list[BuildResult]) -> dict[str, set[str]]:
+    """For each cause, the incidents its decisions went to over all builds.
+
+    A broken test is a cause of its own: three wrong tests are three causes."""
+    found: dict[str, set[str]] = {}
+    for result in results:
+        for d in result.decisions:
+            cause = f"{d.cause} {d.nodeid}" if d.cause == "broken-test" else d.cause
+            if d.incident_id and cause != "unexplained":
+                found.setdefault(cause, set()).add(d.incident_id)
+    return found
 
 
 def defects_per_regression(results: list[BuildResult]) -> dict[str, set[str]]:

@@ -19,7 +19,11 @@ the same cause (``VM Started`` / ``VM Paused``), however close it reads.
 Between the signature and the template stage, a failure whose caller named
 its cause (`Matcher.link_run`: triage names an API change or a server error
 behind it) joins the incident that cause's first failure got, however it is
-worded (link method ``cause``).
+worded (link method ``cause``). A server error is named by what its body
+says (`testmem.memory.causes`), and a failure of one server error never joins
+an incident of another: one test's ``assert 500 == 200`` on one route can be
+two regressions, so a known signature whose incident is another server
+error's gets a signature of its own for this one (`Matcher._apart`).
 
 Every link is a ``FailureLinked`` fact with its template and candidates, and
 every template that generalises a ``TemplateGeneralised`` fact, so any match
@@ -33,6 +37,7 @@ it was merged into.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -41,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from testmem.memory.causes import is_server_error_cause
 from testmem.memory.errors import NotFoundError, TestmemError
 from testmem.memory.events import Fact
 from testmem.memory.failure_templates import Placed, Templates, is_failure
@@ -210,9 +216,11 @@ _SIGNATURES_SQL = """
     GROUP BY l.signature"""
 
 
+# Each cause and the incidents its failures joined, the first one first.
 _CAUSES_SQL = """
-    SELECT detail->>'$.cause', arg_min(incident_id, occurred_at) FROM facts
-    WHERE type = 'FailureLinked' AND detail->>'$.cause' IS NOT NULL GROUP BY 1"""
+    SELECT detail->>'$.cause', incident_id FROM facts
+    WHERE type = 'FailureLinked' AND detail->>'$.cause' IS NOT NULL
+    GROUP BY ALL ORDER BY min(occurred_at), min(event_id)"""
 
 
 @dataclass
@@ -228,8 +236,10 @@ class Known:
     _failed_requests: dict[tuple[str, int], list[str]] | None = field(default=None, repr=False)
     # templates of the signatures' first failures, mined when first needed (`templates`)
     _templates: Templates | None = field(default=None, repr=False)
-    # cause -> the incident its first failure was linked to, read when first needed
+    # cause -> the incident its first failure was linked to, read when first needed,
+    # and live incident -> the server errors (`memory/causes.py`) its failures named
     _causes: dict[str, str] | None = field(default=None, repr=False)
+    _server_errors: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _history: History | None = field(default=None, repr=False)
 
     @classmethod
@@ -309,11 +319,32 @@ class Known:
 
     def incident_of_cause(self, cause: str) -> str | None:
         """The live incident a cause's failures joined, if one was linked before."""
-        if self._causes is None:
-            rows = self._history.sql(_CAUSES_SQL).rows if self._history is not None else []
-            self._causes = dict(rows)
-        first = self._causes.get(cause)
+        first = self._cause_incidents().get(cause)
         return self.resolve(first) if first else None
+
+    def claimed_by_other(self, incident_id: str, cause: str | None) -> bool:
+        """Whether ``incident_id`` is another server error's than ``cause``: two
+        server errors that say different things are two causes, however alike
+        their failures read (``assert 500 == 200`` on one route)."""
+        if not is_server_error_cause(cause):
+            return False
+        self._cause_incidents()
+        named = self._server_errors.get(self.resolve(incident_id), set())
+        return bool(named) and cause not in named
+
+    def _cause_incidents(self) -> dict[str, str]:
+        if self._causes is None:
+            self._causes = {}
+            rows = self._history.sql(_CAUSES_SQL).rows if self._history is not None else []
+            for cause, incident_id in rows:
+                self._note_cause(cause, incident_id)
+        return self._causes
+
+    def _note_cause(self, cause: str, incident_id: str) -> None:
+        assert self._causes is not None
+        self._causes.setdefault(cause, incident_id)
+        if is_server_error_cause(cause):
+            self._server_errors.setdefault(self.resolve(incident_id), set()).add(cause)
 
     def live_record(self, signature: str) -> SignatureRecord:
         record = self.signatures[signature]
@@ -357,9 +388,9 @@ class Known:
             )
         self.signatures[link.signature] = record
         self.incident_ids.add(link.incident_id)
-        if link.cause and self.incident_of_cause(link.cause) is None:
-            assert self._causes is not None
-            self._causes[link.cause] = link.incident_id
+        if link.cause:
+            self._cause_incidents()
+            self._note_cause(link.cause, link.incident_id)
         return record
 
 
@@ -367,7 +398,8 @@ class Known:
 
 _FAILURES_SQL = """
     SELECT f.run_id, f.failure_id, f.nodeid, f.occurred_at, f.exception_type, f.message,
-           f.traceback, f.traceback_encoding, x.method, x.route, x.status
+           f.traceback, f.traceback_encoding, x.method, x.route, x.status, x.url,
+           x.response_body, x.response_body_encoding
     FROM events f LEFT JOIN explaining e ON e.failure_id = f.failure_id
     LEFT JOIN exchanges x ON x.exchange_id = e.exchange_id
     WHERE f.type = 'FailureObserved' AND {where}
@@ -375,7 +407,7 @@ _FAILURES_SQL = """
 
 
 def failure_rows(history: History, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    """Failures with their explaining exchange's method, route and status."""
+    """Failures with their explaining exchange's method, route, status, URL and body."""
     return history.sql(_FAILURES_SQL.format(where=where), params).dicts()
 
 
@@ -534,13 +566,14 @@ class Matcher:
         vectors = self._vectors([p for p in prints if self.store or is_failure(p)])
         links, changed = [], {}
         changes: list[Generalised] = []
-        for failure, fp in zip(failures, prints, strict=True):
+        for n, failure in enumerate(failures):
             at = _when(failure.get("occurred_at"))
+            named = cause(failure) if cause else None
+            fp = prints[n] = self._apart(prints[n], named, vectors)
             placed = None
             if fp.signature not in self.known.signatures:
                 placed = self.known.templates.place(fp, failure.get("message") or "")
                 changes += placed.changes
-            named = cause(failure) if cause else None
             link = self._decide(
                 str(failure["failure_id"]), fp, vectors.get(fp.signature), at, placed, named
             )
@@ -553,6 +586,22 @@ class Matcher:
             links.append(link)
         self._persist(failures, prints, links, list(changed.values()), vectors, changes)
         return links
+
+    def _apart(self, fp: Fingerprint, cause: str | None, vectors: dict[str, Any]) -> Fingerprint:
+        """``fp``, or, when its signature's incident is another server error's
+        (`Known.claimed_by_other`), a signature of its own for this cause: one
+        wording, two causes, two signatures, so each incident keeps its own."""
+        known = self.known
+        if fp.signature not in known.signatures or not cause:
+            return fp
+        if not known.claimed_by_other(known.live_record(fp.signature).incident_id, cause):
+            return fp
+        identity = f"{fp.signature}\x1f{cause}".encode("utf-8", "replace")
+        apart = replace(fp, signature=hashlib.sha256(identity).hexdigest()[: len(fp.signature)])
+        if apart.signature not in known.signatures:
+            self._use_index()  # a new signature for the index, as any other
+            vectors |= self._vectors([apart])
+        return apart
 
     def decide(self, failure: dict[str, Any]) -> Link:
         """The link this failure would get, without remembering or writing it."""
@@ -614,15 +663,16 @@ class Matcher:
         joined = known.incident_of_cause(cause) if cause else None
         if joined:
             return Link(failure_id, joined, fp.signature, "cause", 1.0, False, None, [], template)
-        if placed and placed.incident_id:
+        shaped = known.resolve(placed.incident_id) if placed and placed.incident_id else None
+        if shaped and not known.claimed_by_other(shaped, cause):
             return Link(
-                failure_id, known.resolve(placed.incident_id), fp.signature, "template",
-                1.0, False, None, [], template,
-            )  # fmt: skip
+                failure_id, shaped, fp.signature, "template", 1.0, False, None, [], template
+            )
         candidates: list[Candidate] = []  # a bare log line is never judged by its embedding
         if is_failure(fp):
             shape = placed.template_id if placed else None
             candidates = self._candidates(fp, vector, at, enough=self.same, template=shape)
+            candidates = [c for c in candidates if not known.claimed_by_other(c.incident_id, cause)]
         best = candidates[0] if candidates else None
         if best and best.score >= self.same:
             return Link(

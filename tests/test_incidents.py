@@ -364,3 +364,31 @@ def test_a_replay_of_the_log_rebuilds_the_templates_the_links_recorded(
     assert [replayed.of[x.signature] for x in links] == [x.template_id for x in links]
     assert {replayed.miner.resolve(x.template_id) for x in links} == {links[0].template_id}
     assert replayed.incident(links[5].template_id) == links[0].incident_id
+
+
+def test_two_server_errors_behind_one_wording_are_two_incidents(store: Store, embedder: Embedder):
+    """One test's ``assert 500 == 200`` on one route, first for one server error,
+    then for another: the same signature, two causes (`memory/causes.py`)."""
+    failed = "AssertionError: assert 500 == 200\n +  where 500 = <Response [500]>.status_code"
+    reworded = "httpx.HTTPStatusError: Server error '500 Internal Server Error' for url '/users/42'"
+    mismatch, timeout = "server error 500: OrderTotalMismatch", "server error 500: LedgerTimeout"
+
+    def linked(results: dict[str, str | None], cause: str) -> list:
+        run_id = record_run(store, results, status=500)
+        return Matcher(store, embedder=embedder).link_run(run_id, lambda failure: cause)
+
+    first = linked({GET_USER: failed}, mismatch)[0]
+    other, paraphrase = linked({GET_USER: failed, f"{GET_USER}_raised": reworded}, timeout)
+    again = linked({GET_USER: failed}, mismatch)[0]
+    # a test of its own, worded as one before, for a third error: close, but not that
+    third = linked({f"{GET_USER}_later": reworded}, "server error 500: PoolExhausted")[0]
+
+    assert other.incident_id != first.incident_id and other.is_new
+    assert paraphrase.incident_id == other.incident_id and paraphrase.method == "cause"
+    assert again.incident_id == first.incident_id and again.method == "signature"
+    assert third.is_new and third.incident_id not in {first.incident_id, other.incident_id}
+    # each is an incident of its own in the projection, with its own occurrences
+    listed = {i.incident_id: i.occurrences for i in Incidents(store).list()}
+    assert {first.incident_id: 2, other.incident_id: 2, third.incident_id: 1}.items() <= (
+        listed.items()
+    )

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from testmem.examples.scenario import REGRESSIONS, BuildResult, Scenario, defects_per_regression
+from testmem.examples.scenario import (
+    REGRESSIONS,
+    BuildResult,
+    Scenario,
+    defects_per_regression,
+    incidents_per_cause,
+)
 from testmem.memory.query import History
 from testmem.memory.store import Store
 
@@ -46,6 +52,18 @@ def test_each_regression_gets_exactly_one_defect(
     assert {cause: len(defects) for cause, defects in per_regression.items()} == dict.fromkeys(
         REGRESSIONS, 1
     )
+
+
+def test_each_cause_gets_exactly_one_incident(
+    played: tuple[Scenario, list[BuildResult]],
+) -> None:
+    # the warehouse regression answers 500 on GET /inventory/{sku} and drops the
+    # field from GET /inventory in the same build: one cause, one incident
+    per_cause = incidents_per_cause(played[1])
+    assert set(REGRESSIONS) <= set(per_cause), per_cause
+    assert {cause: len(found) for cause, found in per_cause.items()} == dict.fromkeys(
+        per_cause, 1
+    ), per_cause
 
 
 def test_every_heal_makes_its_test_pass(played: tuple[Scenario, list[BuildResult]]) -> None:
