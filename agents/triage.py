@@ -118,7 +118,7 @@ class Triage:
         per incident, all in one of its sessions)."""
         defects: dict[str, str | None] = {}  # incident id -> defect id, one per incident
         causes = _causes(decisions)
-        incident = _incident_lookup(self.store)
+        incident = _incident_lookup(self.store, history)
         result = []
         with ExitStack() as held:
             agent: DefectAgent | None = None
@@ -189,15 +189,15 @@ def _propose_heal(store: Store, history: History, decision: Decision) -> str:
     return f"not healed: {heal.reason}" if isinstance(heal, NoHeal) else heal.heal_id
 
 
-def _incident_lookup(store: Store) -> Callable[[str], Incident]:
-    """Incidents by id, from the projection built once, when first asked."""
+def _incident_lookup(store: Store, history: History) -> Callable[[str], Incident]:
+    """Incidents by id, from the projection built once (from ``history``), when first asked."""
     built: list[Incidents] = []
 
     def get(incident_id: str) -> Incident:
         from testmem.memory.incidents import Incidents
 
         if not built:
-            built.append(Incidents(store))
+            built.append(Incidents(store, history=history))
         return built[0].get(incident_id)
 
     return get

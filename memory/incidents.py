@@ -104,8 +104,13 @@ _OUTCOMES_SQL = """
 class Incidents:
     """The incidents projection, built from the log on demand."""
 
-    def __init__(self, store: Store, resolve_after: int = RESOLVED_AFTER_RUNS) -> None:
-        self.history = History(store)
+    def __init__(
+        self,
+        store: Store,
+        resolve_after: int = RESOLVED_AFTER_RUNS,
+        history: History | None = None,
+    ) -> None:
+        self.history = history or History(store)  # a caller's snapshot, e.g. triage's
         self.known = Known.load(self.history)
         self.resolve_after = resolve_after
         self._all: dict[str, Incident] | None = None
