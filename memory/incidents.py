@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,7 +50,9 @@ from testmem.memory.store import Store
 
 LABELS = ("product-bug", "flaky", "test-outdated", "infra")
 # When an incident is resolved: after its last sighting, this many runs in
-# which its tests ran and passed. The one definition: the weekly report reads it.
+# which its tests ran and each passed, or failed for another incident (a test
+# that met a regression and also expects something else still fails once the
+# regression is fixed). The one definition: the weekly report reads it.
 RESOLVED_AFTER_RUNS = 1
 
 
@@ -99,6 +102,10 @@ _OUTCOMES_SQL = """
     SELECT r.nodeid, r.run_id, arg_max(r.outcome, r.attempt) AS outcome
     FROM results r WHERE r.nodeid IN (SELECT unnest(?::VARCHAR[]))
     GROUP BY ALL"""
+_LINKED_SQL = """
+    SELECT DISTINCT nodeid, run_id, signature FROM facts
+    WHERE type = 'FailureLinked' AND nodeid IN (SELECT unnest(?::VARCHAR[]))"""
+_PASSED = ("passed", "xfailed")
 
 
 class Incidents:
@@ -142,7 +149,8 @@ class Incidents:
             record = self.known.live_record(signature)
             groups.setdefault(record.incident_id, []).append(record)
         samples = dict(self.history.sql(_SAMPLES_SQL).rows)
-        runs = _Runs(self.history, [t for g in groups.values() for r in g for t in r.tests])
+        tests = [t for g in groups.values() for r in g for t in r.tests]
+        runs = _Runs(self.history, tests, lambda s: self.known.live_record(s).incident_id)
         occurrences = self.history.sql(_OCCURRENCES_SQL).dicts()
         by_incident: dict[str, builtins.list[dict[str, Any]]] = {}
         for row in occurrences:
@@ -166,7 +174,9 @@ class Incidents:
         records.sort(key=lambda r: (r.first_seen, r.signature))
         tests = sorted({t for r in records for t in r.tests})
         failed_runs = {o["run_id"] for o in occurrences}
-        status, first_bad, last_good, timeline = runs.walk(tests, failed_runs, self.resolve_after)
+        status, first_bad, last_good, timeline = runs.walk(
+            incident_id, tests, failed_runs, self.resolve_after
+        )
         merged = sorted(
             i
             for i in self.known.merged_into
@@ -196,7 +206,7 @@ class Incidents:
 class _Runs:
     """Runs in order with each test's final outcome, to tell when incidents resolve."""
 
-    def __init__(self, history: History, tests: list[str]) -> None:
+    def __init__(self, history: History, tests: list[str], live: Callable[[str], str]) -> None:
         self.order: dict[str, tuple[int, datetime, str | None]] = {
             run_id: (i, started_at, build)
             for i, (run_id, started_at, build) in enumerate(
@@ -208,9 +218,12 @@ class _Runs:
         self.outcomes: dict[str, dict[str, str]] = {}  # nodeid -> run_id -> outcome
         for nodeid, run_id, outcome in history.sql(_OUTCOMES_SQL, [sorted(set(tests))]).rows:
             self.outcomes.setdefault(nodeid, {})[run_id] = outcome
+        self.joined: dict[tuple[str, str], set[str]] = {}  # (test, run) -> incidents it joined
+        for nodeid, run_id, signature in history.sql(_LINKED_SQL, [sorted(set(tests))]).rows:
+            self.joined.setdefault((nodeid, run_id), set()).add(live(signature))
 
     def walk(
-        self, tests: list[str], failed_runs: set[str], resolve_after: int
+        self, incident_id: str, tests: list[str], failed_runs: set[str], resolve_after: int
     ) -> tuple[str, str | None, str | None, list[dict[str, Any]]]:
         """Status, first bad and last good build, and the timeline of runs that matter."""
         status, streak = "open", 0
@@ -219,24 +232,33 @@ class _Runs:
         relevant = set(failed_runs).union(*(self.outcomes.get(t, {}) for t in tests))
         for run_id in sorted(relevant & self.order.keys(), key=lambda r: self.order[r][0]):
             _, started_at, build = self.order[run_id]
-            ran = [self.outcomes.get(t, {}).get(run_id) for t in tests]
-            ran = [o for o in ran if o not in (None, "skipped")]
+            ran = [(t, self.outcomes.get(t, {}).get(run_id)) for t in tests]
+            ran = [(t, o) for t, o in ran if o not in (None, "skipped")]
+            clean = bool(ran) and all(o in _PASSED for _, o in ran)
+            gone = bool(ran) and all(
+                o in _PASSED or self._elsewhere(t, run_id, incident_id) for t, o in ran
+            )
             if run_id in failed_runs:
                 first_bad = build if not timeline else first_bad
                 status, streak = ("reopened" if status == "resolved" else status), 0
-            elif ran and all(o in ("passed", "xfailed") for o in ran):
-                if not timeline:  # before the first failure
-                    last_good = build
-                    continue
+            elif clean and not timeline:  # before the first failure
+                last_good = build
+                continue
+            elif gone and timeline:  # after a sighting: not seen again
                 streak += 1
                 status = "resolved" if streak >= resolve_after else status
             else:
                 continue
-            outcome = "failed" if run_id in failed_runs else "passed"
+            outcome = "failed" if run_id in failed_runs else "passed" if clean else "elsewhere"
             timeline.append(
                 {"run_id": run_id, "at": started_at, "build": build, "outcome": outcome}
             )
         return status, first_bad, last_good, timeline
+
+    def _elsewhere(self, nodeid: str, run_id: str, incident_id: str) -> bool:
+        """Whether the test's failure in the run joined another incident (a
+        failure not linked yet tells nothing: it may be this one)."""
+        return bool(self.joined.get((nodeid, run_id), set()) - {incident_id})
 
 
 # -- human feedback ------------------------------------------------------------

@@ -218,6 +218,37 @@ def test_the_report_resolves_incidents_as_the_incidents_projection(tmp_path: Pat
     assert (week.values["incidents_resolved"], week.values["incidents_open"]) == (1, 1)
 
 
+def test_an_incident_resolves_when_its_test_fails_for_another_incident_only(
+    tmp_path: Path,
+) -> None:
+    """A test that met a regression and also expects something else still fails
+    once the regression is fixed: a failure joined to another incident resolves
+    the first one; a failure not linked yet (no triage) may be it, and does not."""
+    from testmem.memory.incidents import Incidents
+
+    h = History_(tmp_path / "store")
+    runs = [  # nodeid -> the incident its failure joined ("" : not linked)
+        {"t::test_x": "inc-x", "t::test_y": "inc-y"},
+        {"t::test_x": "inc-z", "t::test_y": ""},
+    ]
+    for day, linked in enumerate(runs):
+        when = at(W47 + timedelta(days=day))
+        run = h.run(when, dict.fromkeys(linked, "failed"))
+        for nodeid, incident in linked.items():
+            failure_id = f"{run}-{nodeid}"
+            h.events.append(
+                FailureObserved(run_id=run, occurred_at=when, failure_id=failure_id, nodeid=nodeid)
+            )
+            if incident:
+                h.fact("FailureLinked", run, when, failure_id=failure_id, nodeid=nodeid,
+                       incident_id=incident, signature=f"sig-{incident}")  # fmt: skip
+    history = h.save()
+    projection = {i.incident_id: i.status for i in Incidents(history.store).list()}
+    week = weekly_report(history, weeks=1, until=W47 + timedelta(days=6), tz="UTC").weeks[-1]
+    assert projection == {"inc-x": "resolved", "inc-y": "open", "inc-z": "open"}
+    assert (week.values["incidents_resolved"], week.values["incidents_open"]) == (1, 2)
+
+
 def test_defects_heals_and_generated_tests_are_counted(two_weeks: History) -> None:
     w46, w47 = two_week_report(two_weeks).weeks
     assert w46.values["defects_filed"] == 1

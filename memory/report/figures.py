@@ -335,8 +335,9 @@ FROM (SELECT DISTINCT incident_id, nodeid FROM sightings) t JOIN spans s USING (
 GROUP BY 1
 """
 
-# A run resolves toward an incident when its tests ran in it and all passed;
-# the incident is resolved at the start of the $1-th such run (`testmem.memory.incidents`).
+# A run resolves toward an incident when its tests ran in it and each passed
+# or failed for another incident; the incident is resolved at the start of the
+# $1-th such run (`testmem.memory.incidents`).
 _INCIDENT_SPANS_SQL = """
 CREATE OR REPLACE TEMP TABLE incident_spans AS
 WITH clean AS (
@@ -345,8 +346,11 @@ WITH clean AS (
          JOIN spans s USING (incident_id)
          JOIN after_sighting a ON a.nodeid = t.nodeid AND a.outcome <> 'skipped'
          JOIN notable r ON r.type = 'RunStarted' AND r.run_id = a.run_id
+         LEFT JOIN (SELECT DISTINCT incident_id, nodeid, run_id FROM sightings) o
+                ON o.nodeid = a.nodeid AND o.run_id = a.run_id
+               AND o.incident_id <> t.incident_id
     WHERE r.occurred_at > s.watched_from
-    GROUP BY ALL HAVING bool_and(a.outcome IN ('passed', 'xfailed'))
+    GROUP BY ALL HAVING bool_and(a.outcome IN ('passed', 'xfailed') OR o.incident_id IS NOT NULL)
 ), counted AS (
     SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY started_at, run_id) AS n
     FROM clean
@@ -530,7 +534,8 @@ def _notes() -> list[str]:
         "Flakiness: min(runs passed at once or on retry, runs failed first that triage did not"
         " put down to an API change or a regression) / runs in the week, as `testmem flaky`.",
         f"An incident is resolved once {RESOLVED_AFTER_RUNS} run(s) after its last sighting ran"
-        " its tests and they all passed, as `testmem incidents` says; time to resolve counts"
+        " its tests and each passed or failed for another incident, as `testmem incidents`"
+        " says; time to resolve counts"
         " from its first sighting.",
         "HTTP errors: transport errors and 5xx responses. Latency quantiles are within 2.5 %.",
         "Schema changes: the top-level keys of a route's JSON object responses changed.",
