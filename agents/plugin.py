@@ -32,12 +32,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 class RetryAdvisor:
     """Answers "retry this attempt?" from the attempt's own evidence plus the
-    test's history: the recorder's store process reads it while the first
-    tests run (this process never loads DuckDB for it), and the advisor takes
-    it at the first failure and keeps it for the session."""
+    test's history, read at the first failure by the session's triage child
+    (`TriageLauncher`), else by the recorder's store process (this process
+    never loads DuckDB for it), and kept for the session."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, launcher: TriageLauncher | None) -> None:
         self.recorder = recorder
+        self.launcher = launcher
         self._records: dict[str, Any] | None = None
 
     def advise(
@@ -66,17 +67,19 @@ class RetryAdvisor:
         from testmem.agents.analyzer import TestRecord
 
         if self._records is None:
-            self._records = _load_records(self.recorder)
+            self._records = _load_records(self.recorder, self.launcher)
         return self._records.get(nodeid, TestRecord())
 
 
-def _load_records(recorder: Recorder) -> dict[str, Any]:
+def _load_records(recorder: Recorder, launcher: TriageLauncher | None) -> dict[str, Any]:
     """The records that can make a difference, in one query (a test that only
     ever passed has a clean `TestRecord()`); history must never break a run."""
     from testmem.agents.analyzer import TestRecord
 
     try:
-        rows = recorder.test_records()
+        rows = launcher.test_records(recorder.run_id) if launcher else None
+        if rows is None:
+            rows = recorder.test_records()
     except Exception:
         return {}
     return {r["nodeid"]: TestRecord.of(r) for r in rows}
@@ -95,7 +98,8 @@ def pytest_testmem_retry_advice(
     if recorder is None:
         return None
     if _advisor_key not in item.config.stash:
-        item.config.stash[_advisor_key] = RetryAdvisor(recorder)
+        launcher = item.config.stash.get(_launcher_key, None)
+        item.config.stash[_advisor_key] = RetryAdvisor(recorder, launcher)
     return item.config.stash[_advisor_key].advise(item, reports, exchanges)
 
 
@@ -112,6 +116,13 @@ class TriageLauncher:
         failed = report.failed or report.outcome == "rerun"  # a retried attempt failed
         if failed and self.process is None:
             self.start()
+
+    def test_records(self, run_id: str) -> list[dict[str, Any]] | None:
+        """The tests' history, from the triage child (started now if the run's
+        first failure has not started it yet); None without a child."""
+        if self.process is None:
+            self.start()
+        return self.process.test_records(run_id) if self.process else None
 
     def start(self) -> None:
         from testmem.agents.triage_process import TriageProcess

@@ -2,14 +2,15 @@
 
 Triage reads the log with DuckDB and writes its decisions with pyarrow and
 deltalake: their imports, and their first use, take a second or more of one
-core. The test process never loads them (the recorder's store process writes
-the log), so triage in the test process added that second to the end of
-every run with a failure. Instead, at a run's first failed test the agents'
-plugin starts this child: it imports and warms up on the other core while
-the remaining tests run, then waits for the run id, committing the run's
-spooled batches as they pile up (`settle_while_waiting`), so that what is
-left to commit at the end is small. Once the whole run is in the store it
-triages (`testmem.agents.triage.Triage`, the same code as
+core. The test process never loads them, so triage in the test process added
+that second to the end of every run with a failure. Instead, at a run's
+first failed test the agents' plugin starts this child: it imports and warms
+up on the other core while the remaining tests run. Meanwhile it answers the
+retry advisor's question for the tests' history (the same child: one process
+loads DuckDB for both, not this and the recorder's store process), and
+commits the run's spooled batches as they pile up (`next_request`), so that
+what is left to commit at the end is small. Once the whole run is in the
+store it triages (`testmem.agents.triage.Triage`, the same code as
 `testmem triage`) and answers with the result and the warnings triage gave.
 
 A run without failures starts nothing. If the child cannot start or ends
@@ -17,7 +18,7 @@ early, triage happens in the test process, as before. Like the store
 process, it ignores the terminal's Ctrl-C (its own session) and exits when
 its input closes.
 
-    python -m testmem.agents.triage_process DIR   # the child: a run id on stdin
+    python -m testmem.agents.triage_process DIR   # the child: requests on stdin
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ import sys
 import warnings
 from typing import IO, TYPE_CHECKING, Any
 
+from testmem.memory.store import Store
 from testmem.memory.store_process import _receive, _send  # the same framing
 
 if TYPE_CHECKING:
     from testmem.agents.decision import TriageResult
-    from testmem.memory.store import Store
 
 # While waiting, the spool is looked at this often, and settled once it holds
 # this much, or half of what was settled before (few files per run, each
@@ -59,6 +60,20 @@ class TriageProcess:
         except OSError:
             self._child = None
 
+    def test_records(self, exclude_run: str) -> list[dict[str, Any]] | None:
+        """The tests' history for the retry advisor, read by the child (one
+        process loads DuckDB for both); None if it cannot answer."""
+        child = self._child
+        if child is None:
+            return None
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            _send(child.stdin, ("records", exclude_run))
+            ok, value = _receive(child.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError):  # it is gone
+            return None
+        return value if ok else None
+
     def triage(self, run_id: str) -> TriageResult | None:
         """The child's triage of ``run_id`` (its warnings re-issued here);
         None when there is no child to ask, and the caller triages itself."""
@@ -67,7 +82,7 @@ class TriageProcess:
             return None
         assert child.stdin is not None and child.stdout is not None
         try:
-            _send(child.stdin, run_id)
+            _send(child.stdin, ("triage", run_id))
             child.stdin.close()
             ok, value, caught = _receive(child.stdout)
         except (OSError, EOFError, pickle.UnpicklingError):  # it is gone
@@ -101,41 +116,75 @@ def _reap(child: subprocess.Popen[bytes]) -> None:
         child.stdout.close()
 
 
-def warm_up(location: str) -> Any:
+def warm_up(store: Store) -> None:
     """Import what triage uses, and use each once, before the run id comes."""
     import duckdb
 
     from testmem.agents import triage  # noqa: F401  (the analyzer, context, defects ...)
     from testmem.memory.events import Fact, to_table
-    from testmem.memory.store import Store
 
-    store = Store(location)
     store.events.warm_up()
     to_table([Fact.of("Warm", "")])  # pyarrow's first conversion imports more
     duckdb.connect(":memory:").close()
-    return store
 
 
-def settle_while_waiting(store: Store, requests: IO[bytes]) -> None:
-    """Commit the run's spooled segments while its tests still run, until the
-    run id (or the end of input) arrives."""
-    spool, settled = store.events.spool, 0
-    while spool is not None and not select.select([requests], [], [], SETTLE_POLL_S)[0]:
-        waiting = spool.size()
-        if waiting >= max(SETTLE_MIN_BYTES, settled // 2):
-            store.events.settle()
-            settled += waiting
+class _Idle:
+    """What the child does between requests: warm up, once (a first question,
+    the advisor's, is answered before), then commit the run's spooled
+    segments while its tests still run."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.warm, self.settled = store, False, 0
+
+    def now_and_then(self) -> None:
+        if not self.warm:
+            warm_up(self.store)
+            self.warm = True
+            return
+        spool = self.store.events.spool
+        waiting = spool.size() if spool is not None else 0
+        if waiting and waiting >= max(SETTLE_MIN_BYTES, self.settled // 2):
+            self.store.events.settle()
+            self.settled += waiting
+
+
+def next_request(requests: IO[bytes], idle: _Idle) -> Any | None:
+    """The next request, the child busy with ``idle`` until it comes; None
+    once the input ends (the run ended without asking)."""
+    while not select.select([requests], [], [], 0 if not idle.warm else SETTLE_POLL_S)[0]:
+        idle.now_and_then()
+    try:
+        return _receive(requests)
+    except EOFError:
+        return None
 
 
 def serve(location: str, requests: IO[bytes], answers: IO[bytes]) -> None:
-    """Warm up, then triage the one run asked for; answer ``(ok, result or
-    exception, [(warning category, message), ...])``."""
-    store = warm_up(location)
-    settle_while_waiting(store, requests)
+    """Warm up, then answer: ``("records", run)`` with the tests' history for
+    the retry advisor, ``(ok, rows or error)``, as often as asked; then
+    ``("triage", run)``, the last request, with ``(ok, result or exception,
+    [(warning category, message), ...])``."""
+    store = Store(location)
+    idle = _Idle(store)
+    while (request := next_request(requests, idle)) is not None:
+        kind, argument = request
+        if kind == "records":
+            _send(answers, _records(store, argument))
+            continue
+        _send_triage(store, argument, answers)
+        return
+
+
+def _records(store: Store, exclude_run: str) -> tuple[bool, Any]:
+    from testmem.memory.store_process import advisor_records
+
     try:
-        run_id = _receive(requests)
-    except EOFError:
-        return  # the run ended without asking
+        return True, advisor_records(store, exclude_run)
+    except Exception as exc:  # history is advice: the run reads it itself instead
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _send_triage(store: Store, run_id: str, answers: IO[bytes]) -> None:
     from testmem.agents.triage import Triage
 
     with warnings.catch_warnings(record=True) as caught:

@@ -102,3 +102,36 @@ def test_the_summary_gives_one_line_per_incident_with_its_count_and_first_tests(
     )
     triage = result.stdout.str().split("testmem triage:", 1)[1].split("short test summary", 1)[0]
     assert triage.count("test_many.py::test_order[") == 3
+
+
+STARTS = """
+import os
+import sys
+
+if os.environ.get("TESTMEM_TEST_STARTS"):
+    with open(os.environ["TESTMEM_TEST_STARTS"], "a") as log:
+        log.write(" ".join(sys.orig_argv) + "\\n")
+"""
+
+
+def test_a_failing_run_reads_its_history_and_triages_in_one_child(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry advisor's question for the tests' history goes to the triage
+    child, which loads DuckDB anyway: no store process starts beside it."""
+    site = pytester.mkdir("starts")
+    (site / "sitecustomize.py").write_text(textwrap.dedent(STARTS))
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makepyfile(test_recurring=RECURRING)
+    args = ("-p", "no:cacheprovider", "--memory", f"--memory-dir={pytester.path / 'store'}")
+    pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)  # a history to read
+    starts = pytester.path / "starts.log"
+    monkeypatch.setenv("TESTMEM_TEST_STARTS", str(starts))
+
+    second = pytester.runpytest_subprocess(*args, "--memory-retries=1")
+
+    second.assert_outcomes(failed=2)
+    second.stdout.fnmatch_lines(["testmem triage: 2 failed tests *"])
+    children = [line for line in starts.read_text().splitlines() if "-m testmem." in line]
+    assert [c.split("-m ")[1].split()[0] for c in children] == ["testmem.agents.triage_process"]
