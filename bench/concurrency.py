@@ -10,7 +10,7 @@ with the same regression and the triage of every run wants to file its defect
 (with the default file sink, ``DIR/defects``). Two more tests fail on purpose.
 The APIs count the requests they answer: each one must be in the log exactly
 once, as an ``HttpExchanged`` event. Midway through recording (after the
-log's 16th commit), `testmem compact` and `testmem report --out` (into a
+runs' 16th batch), `testmem compact` and `testmem report --out` (into a
 folder that does not exist yet) start beside the runs.
 
     python -m bench.concurrency --rounds 3
@@ -56,9 +56,10 @@ FAILING = frozenset(
         "suite/test_users.py::test_get_user_phone_number",  # on purpose
     }
 )
-# Compact once the runs have made about half the commits of their tests: in
-# the middle of recording, with triage's commits still to come.
-COMPACT_AFTER_COMMITS = 16
+# Compact once the runs have written this many batches (spooled segments, or
+# commits once something settled them): in the middle of recording, with
+# triage's commits still to come.
+COMPACT_AFTER_BATCHES = 16
 # Small batches: many commits from five writers at once, not one per run.
 INI = """
 [pytest]
@@ -168,12 +169,14 @@ def pytest_command(root: Path, store: Path, url: str, workers: int) -> list[str]
     ]  # fmt: skip
 
 
-def _commits(store: Path, runs: list[_Started], wanted: int, timeout: float) -> None:
-    """Wait until the log has ``wanted`` commits, or every run has ended."""
-    log = store / "events" / "_delta_log"
+def _batches(store: Path, runs: list[_Started], wanted: int, timeout: float) -> None:
+    """Wait until the runs have written ``wanted`` batches (a local store's
+    runs spool theirs: `testmem.memory.spool`), or every run has ended."""
+    log, spool = store / "events" / "_delta_log", store / "spool"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(list(log.glob("*.json"))) >= wanted or all(r.popen.poll() is not None for r in runs):
+        written = len(list(log.glob("*.json"))) + len(list(spool.glob("*.jsonl")))
+        if written >= wanted or all(r.popen.poll() is not None for r in runs):
             return
         time.sleep(0.05)
 
@@ -192,7 +195,7 @@ def run_scenario(root: Path, runs: int = 4, workers: int = 2, timeout: float = 6
             _Started(f"run-{n}", pytest_command(root, store, api.url, workers), logs, root, t0)
             for n, api in enumerate(apis)
         ]
-        _commits(store, started, COMPACT_AFTER_COMMITS, timeout)
+        _batches(store, started, COMPACT_AFTER_BATCHES, timeout)
         running = sum(r.popen.poll() is None for r in started)
         compacting = [*TESTMEM, "--dir", str(store), "compact", "--json"]
         compact = _Started("compact", compacting, logs, root, t0)
