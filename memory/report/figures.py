@@ -445,14 +445,16 @@ def _slowest(history: History, period: Period) -> list[dict[str, Any]]:
         """WITH latest AS (SELECT max(week) AS week FROM test_weeks WHERE runs > 0),
                 top AS (SELECT nodeid FROM test_weeks, latest
                         WHERE test_weeks.week = latest.week AND runs > 0
-                        ORDER BY mean_s DESC, nodeid LIMIT ?)
+                        ORDER BY round(mean_s, 4) DESC, nodeid LIMIT ?)
            SELECT t.nodeid, list(t.week ORDER BY t.week), list(t.mean_s ORDER BY t.week)
            FROM test_weeks t JOIN top USING (nodeid) WHERE t.runs > 0
            GROUP BY t.nodeid""",
         [TOP],
     ).rows
     slowest = [_series_of(period, nodeid, weeks, means) for nodeid, weeks, means in rows]
-    return sorted(slowest, key=lambda s: -(s["mean_s"] or 0))
+    # Ties by name: equal means come out of the GROUP BY in any order, and
+    # means summed in another order (another engine) differ in the last bits.
+    return sorted(slowest, key=lambda s: (-(s["mean_s"] or 0), s["nodeid"]))
 
 
 def _series_of(
