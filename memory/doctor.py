@@ -38,10 +38,11 @@ before the last, and a missing *last* commit, which no reader can tell from a lo
 one commit earlier (its data files show up as orphans). While the log shows
 lost events, repair keeps orphans: they may be the only copy of those events.
 
-A store on S3 gets the same log checks and the same two repairs (a torn
-append rewritten, a damaged data file set aside and its removal committed)
-object by object, in `testmem.memory.remote_repair`; what it sets aside stays
-in the bucket, under ``PREFIX/doctor/``.
+A store on S3 gets the same checks and repairs (a torn append rewritten, a
+damaged checkpoint or hint rebuilt, a damaged data file set aside and its
+removal committed, orphans deleted or set aside) object by object, in
+`testmem.memory.remote_repair`; what it sets aside stays in the bucket, under
+``PREFIX/doctor/``. Only a torn commit that was not an append is left as it is there.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,7 +88,7 @@ def _examine(store: Store, vacuum_hours: float) -> list[Finding]:
     checks: list[tuple[str, Callable[[], list[str]]]] = [
         ("log", lambda: check_log(store)),
         ("index", lambda: check_index(store)),
-        ("orphans", lambda: [str(p) for p in orphans(store, vacuum_hours)]),
+        ("orphans", lambda: orphan_names(store, vacuum_hours)),
         ("outbox", lambda: check_outbox(store)),
     ]
     return [Finding(name, _guarded(run)) for name, run in checks]
@@ -171,7 +172,7 @@ def _path(uri: str) -> Path:
 
 COMMIT_NAME = re.compile(r"^(\d{20})\.json$")
 CHECKPOINT_NAME = re.compile(r"^(\d{20})\.checkpoint(\.[^.]+)*\.parquet$")
-_HINT = "_last_checkpoint"
+HINT = "_last_checkpoint"
 APPENDS = ("WRITE", "CREATE TABLE")  # operations that only add data files
 
 
@@ -209,7 +210,7 @@ def log_damage(store: Store) -> list[LogDamage]:
     if not log.is_dir():
         return []
     commits, checkpoints = _log_files(log)
-    damage = _checkpoint_damage(log, checkpoints)
+    damage = checkpoint_damage(log, checkpoints, _read, _reads)
     readable = [v for v, paths in checkpoints.items() if all(map(_reads, paths))]
     return damage + commit_damage(log, commits, max(readable, default=-1) + 1)
 
@@ -225,23 +226,32 @@ def _log_files(log: Path) -> tuple[dict[int, Path], dict[int, list[Path]]]:
     return commits, checkpoints
 
 
-def _checkpoint_damage(log: Path, checkpoints: dict[int, list[Path]]) -> list[LogDamage]:
+def checkpoint_damage(
+    log: Path,
+    checkpoints: dict[int, list[Path]],
+    read: Callable[[Path], bytes | None],
+    reads: Callable[[Path], bool],
+) -> list[LogDamage]:
+    """Checkpoints that do not read as Parquet (``reads``), and a hint
+    (``_last_checkpoint``, read by ``read``) that does not parse or names a
+    missing checkpoint."""
     damage = [
         LogDamage("checkpoint", f"unreadable checkpoint {path.name}", path)
         for paths in checkpoints.values()
         for path in paths
-        if not _reads(path)
+        if not reads(path)
     ]
-    hint = log / _HINT
-    if not hint.exists():
+    hint = log / HINT
+    raw = read(hint)
+    if raw is None:
         return damage  # optional: readers then list the directory
     try:
-        version = int(json.loads(hint.read_text(encoding="utf-8"))["version"])
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        return [*damage, LogDamage("hint", f"unreadable {_HINT}: {type(exc).__name__}", hint)]
+        version = int(json.loads(raw.decode("utf-8"))["version"])
+    except (ValueError, TypeError, KeyError) as exc:
+        return [*damage, LogDamage("hint", f"unreadable {HINT}: {type(exc).__name__}", hint)]
     if version not in checkpoints:
         damage.append(
-            LogDamage("hint", f"{_HINT} names checkpoint {version}, which is missing", hint)
+            LogDamage("hint", f"{HINT} names checkpoint {version}, which is missing", hint)
         )
     return damage
 
@@ -297,6 +307,18 @@ def actions_of(raw: bytes | None) -> tuple[list[dict[str, Any]], bool]:
         else:
             torn = True
     return actions, torn
+
+
+def parquet_reads(data: bytes | None) -> bool:
+    """Whether these bytes read as Parquet (their footer); None (no file) does not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(pa.BufferReader(data or b""))
+        return True
+    except Exception:  # pyarrow raises ArrowInvalid, OSError...
+        return False
 
 
 def _reads(path: Path) -> bool:
@@ -424,10 +446,10 @@ def _rebuild_checkpoint(store: Store, stale: list[Path], aside: Path) -> str:
     """Move the damaged checkpoints (every part of their versions) and the hint
     aside, then write a checkpoint from the commits; put all back if that fails."""
     log = store.events.path / "_delta_log"
-    versions = {p.name.split(".")[0] for p in stale if p.name != _HINT}
+    versions = {p.name.split(".")[0] for p in stale if p.name != HINT}
     parts = [p for p in log.iterdir() if CHECKPOINT_NAME.match(p.name)]
     moved = sorted([p for p in parts if p.name.split(".")[0] in versions] + [
-        p for p in [log / _HINT] if p.exists()
+        p for p in [log / HINT] if p.exists()
     ])  # fmt: skip
     aside.mkdir(parents=True, exist_ok=True)
     for path in moved:
@@ -491,10 +513,20 @@ def _reindex(store: Store) -> str:
 # -- orphan files ----------------------------------------------------------------
 
 
+def orphan_names(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[str]:
+    """The orphans of a directory or of a prefix on object storage, by name."""
+    if store.remote:
+        from testmem.memory.remote_repair import remote_orphans
+
+        return [f"{store.location}/{key}" for key in remote_orphans(store, vacuum_hours)]
+    return [str(p) for p in orphans(store, vacuum_hours)]
+
+
 def orphans(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[Path]:
-    """Files under DIR/events that no snapshot needs, older than the vacuum window."""
+    """Files under DIR/events that no snapshot needs, older than the vacuum window
+    (for a store on object storage: `testmem.memory.remote_repair.remote_orphans`)."""
     root = store.events.path
-    if store.remote or not root.is_dir():  # not listed on object storage (yet)
+    if store.remote or not root.is_dir():
         return []
     live = {_path(uri).resolve() for uri in store.events.files()}
     cutoff = time.time() - vacuum_hours * 3600
@@ -518,6 +550,10 @@ def remove_orphans(store: Store, vacuum_hours: float = VACUUM_HOURS) -> list[str
     """Delete orphans the log tombstoned (a compaction replaced them) and stray
     temp files; move every other orphan to ``DIR/doctor/orphans-*``: a file
     that never made it into a commit may be the only copy of its events."""
+    if store.remote:
+        from testmem.memory.remote_repair import remove_remote_orphans
+
+        return remove_remote_orphans(store, vacuum_hours)
     found = orphans(store, vacuum_hours)
     tombstoned = _tombstoned(store)
     root = store.events.path
@@ -542,20 +578,29 @@ def _relative(path: Path, root: Path) -> str:
 
 def _tombstoned(store: Store) -> set[str]:
     """Paths of data files some commit or checkpoint of the log removed."""
-    from urllib.parse import unquote
-
-    import pyarrow.parquet as pq
-
     log = store.events.path / "_delta_log"
     commits, checkpoints = _log_files(log)
+    parts = [p for paths in checkpoints.values() for p in paths]
+    return tombstoned(map(_read, commits.values()), map(_read, parts))
+
+
+def tombstoned(commits: Iterable[bytes | None], checkpoints: Iterable[bytes | None]) -> set[str]:
+    """Paths (in the table) of the data files these commits and checkpoints
+    (their bytes) removed; checkpoints that do not read are passed over."""
+    from urllib.parse import unquote
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     removed = {
         unquote(str(a["remove"].get("path")))
-        for path in commits.values()
-        for a in actions_of(_read(path))[0]
+        for raw in commits
+        for a in actions_of(raw)[0]
         if isinstance(a.get("remove"), dict)
     }
-    for path in (p for paths in checkpoints.values() for p in paths if _reads(p)):
-        column = pq.read_table(path, columns=["remove"]).column("remove").to_pylist()
+    for data in (d for d in checkpoints if parquet_reads(d)):
+        source = pa.BufferReader(data or b"")
+        column = pq.read_table(source, columns=["remove"]).column("remove").to_pylist()
         removed |= {unquote(r["path"]) for r in column if r and r.get("path")}
     return removed
 

@@ -77,6 +77,16 @@ _EXPLAINING = (
     else _CHOSEN
 )
 
+# The ``explained`` view over any table of events (``{events}``): the report
+# reads it from the decisions it already gathered, since a slice of the log's
+# files may hold a result without the decision that explained it.
+EXPLAINED = """
+    SELECT run_id, nodeid FROM (
+        SELECT run_id, nodeid, detail->>'$.category' AS category FROM {events}
+        WHERE type = 'DecisionMade'
+        QUALIFY row_number() OVER (PARTITION BY run_id, nodeid ORDER BY occurred_at DESC) = 1)
+    WHERE category IN ('outdated', 'regression')"""
+
 _VIEWS = {
     # Both ends of every run in one pass over the files (a self-join of
     # `events` would read each file twice).
@@ -114,12 +124,7 @@ _VIEWS = {
     "explaining": _EXPLAINING,
     # The failing runs of a test that triage explained by an API change or a
     # regression: they are not flakiness (`History.flaky`, the report's flaky figures).
-    "explained": """
-        SELECT run_id, nodeid FROM (
-            SELECT run_id, nodeid, detail->>'$.category' AS category FROM events
-            WHERE type = 'DecisionMade'
-            QUALIFY row_number() OVER (PARTITION BY run_id, nodeid ORDER BY occurred_at DESC) = 1)
-        WHERE category IN ('outdated', 'regression')""",
+    "explained": EXPLAINED.format(events="events"),
     # Everything the memory concluded or was told (links, decisions, labels...).
     "facts": """
         SELECT run_id, occurred_at, event_id, type, nodeid, failure_id, incident_id,

@@ -3,37 +3,48 @@
 What `testmem.memory.doctor` does for a local log, done object by object
 through obstore (the object_store crate deltalake itself uses):
 
-- `remote_log_damage`: ``_delta_log`` listed, and the commits after the
-  newest checkpoint read and parsed, as `doctor.log_damage` does for a directory;
+- `remote_log_damage`: ``_delta_log`` listed; the checkpoints and the
+  ``_last_checkpoint`` hint read, and the commits after the newest readable
+  checkpoint read and parsed, as `doctor.log_damage` does for a directory;
 - `repair_remote_log`: a torn append (or a torn last append) rewritten to its
-  sound part with one PUT, the original first copied aside;
+  sound part with one PUT, the original first copied aside; a damaged
+  checkpoint or hint set aside and the checkpoint rebuilt from the commits;
 - `set_aside_damaged_objects`: each snapshot file whose footer does not read
   copied aside, then deleted from the table and its removal committed
-  (`DeltaTable.repair`); if that commit fails, the files are put back.
+  (`DeltaTable.repair`); if that commit fails, the files are put back;
+- `remote_orphans`, `remove_remote_orphans`: data files under ``events/``
+  that no commit of the snapshot references, older than the vacuum window
+  (a writer that died between its PUT and its commit); repair deletes those
+  a commit tombstoned and sets the others aside (they may be the only copy
+  of their events).
 
-"Aside" is ``PREFIX/doctor/damaged-<time>/`` in the same bucket, where every
-machine sharing the store finds it; nothing is deleted before its copy is
-written, and the copies are never deleted. Not done on object storage: a
-damaged checkpoint (its readability is not checked: the commits after the
-newest one are), a torn commit that was not an append, and orphans.
+"Aside" is ``PREFIX/doctor/damaged-<time>/`` (``orphans-<time>/``) in the
+same bucket, where every machine sharing the store finds it; nothing is
+deleted before its copy is written, and the copies are never deleted. Not
+done on object storage: a torn commit that was not an append.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 from testmem.memory.doctor import (
     APPENDS,
     CHECKPOINT_NAME,
     COMMIT_NAME,
+    HINT,
     LogDamage,
     actions_of,
+    checkpoint_damage,
     commit_damage,
     commit_text,
     mendable,
     operation,
+    parquet_reads,
     sound_part,
+    tombstoned,
 )
 from testmem.memory.errors import StoreError
 from testmem.memory.store import Store
@@ -51,11 +62,14 @@ class _Prefix:
         self.objects = object_store(store.location)
 
     def keys(self, under: str) -> list[str]:
+        return list(self.modified(under))
+
+    def modified(self, under: str) -> dict[str, datetime]:
+        """Each key under ``under`` and when its object was last written."""
         import obstore
 
-        return [
-            meta["path"] for batch in obstore.list(self.objects, prefix=under) for meta in batch
-        ]
+        listed = obstore.list(self.objects, prefix=under)
+        return {meta["path"]: meta["last_modified"] for batch in listed for meta in batch}
 
     def read(self, key: str) -> bytes | None:
         import obstore
@@ -82,34 +96,46 @@ class _Prefix:
 
     def reads(self, key: str) -> bool:
         """Whether the object reads as Parquet (its footer, from the whole object)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        return parquet_reads(self.read(key))
 
-        data = self.read(key)
-        try:
-            pq.read_metadata(pa.BufferReader(data or b""))
-            return True
-        except Exception:  # pyarrow raises ArrowInvalid, OSError...
-            return False
-
-
-def _aside() -> str:
-    return f"doctor/damaged-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    def move(self, keys: dict[str, str]) -> None:
+        """Each object to its new key: all copied first, then all deleted."""
+        for key, to in keys.items():
+            self.copy(key, to)
+        for key in keys:
+            self.delete(key)
 
 
-def remote_log_damage(store: Store) -> list[LogDamage]:
-    """Gaps and torn or empty commits after the newest checkpoint, as for a directory."""
-    prefix = _Prefix(store)
+def _aside(what: str = "damaged") -> str:
+    return f"doctor/{what}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+
+
+def _log_objects(prefix: _Prefix) -> tuple[dict[int, Path], dict[int, list[Path]]]:
+    """The commits and the checkpoints (their parts) of ``_delta_log``, by version."""
     commits: dict[int, Path] = {}
-    checkpoints: set[int] = set()
+    checkpoints: dict[int, list[Path]] = {}
     for key in prefix.keys(f"{_LOG}/"):
         name = key.rsplit("/", 1)[-1]
         if match := COMMIT_NAME.match(name):
             commits[int(match[1])] = Path(key)
         elif match := CHECKPOINT_NAME.match(name):
-            checkpoints.add(int(match[1]))
-    start = max(checkpoints, default=-1) + 1
-    return commit_damage(Path(_LOG), commits, start, lambda path: prefix.read(path.as_posix()))
+            checkpoints.setdefault(int(match[1]), []).append(Path(key))
+    return commits, checkpoints
+
+
+def remote_log_damage(store: Store) -> list[LogDamage]:
+    """Damaged checkpoints and hint, then gaps and torn or empty commits after
+    the newest readable checkpoint, as for a directory."""
+    prefix = _Prefix(store)
+    commits, checkpoints = _log_objects(prefix)
+
+    def read(path: Path) -> bytes | None:
+        return prefix.read(path.as_posix())
+
+    readable = {p: prefix.reads(p.as_posix()) for parts in checkpoints.values() for p in parts}
+    damage = checkpoint_damage(Path(_LOG), checkpoints, read, readable.__getitem__)
+    whole = [v for v, parts in checkpoints.items() if all(readable[p] for p in parts)]
+    return damage + commit_damage(Path(_LOG), commits, max(whole, default=-1) + 1, read)
 
 
 def repair_remote_log(store: Store, damage: list[LogDamage]) -> list[str]:
@@ -136,7 +162,35 @@ def repair_remote_log(store: Store, damage: list[LogDamage]) -> list[str]:
             f"commit {version} was torn: rewrote it, kept {adds} data files (those it names "
             f"whole and that read); the original is in {store.location}/{original}"
         )
+    stale = [d.path for d in damage if d.kind in ("hint", "checkpoint")]
+    if stale:
+        done.append(_rebuild_checkpoint(store, prefix, stale, aside))
     return done
+
+
+def _rebuild_checkpoint(store: Store, prefix: _Prefix, stale: list[Path], aside: str) -> str:
+    """Move the damaged checkpoints (every part of their versions) and the hint
+    aside, then write a checkpoint from the commits; put all back if that fails."""
+    versions = {p.name.split(".")[0] for p in stale if p.name != HINT}
+    _, checkpoints = _log_objects(prefix)
+    keys = [p.as_posix() for v, parts in checkpoints.items() if f"{v:020d}" in versions
+            for p in parts]  # fmt: skip
+    hint = f"{_LOG}/{HINT}"
+    keys += [hint] if prefix.read(hint) is not None else []
+    moved = {key: f"{aside}/{key.rsplit('/', 1)[-1]}" for key in sorted(keys)}
+    prefix.move(moved)
+    try:
+        table = store.events._table(fallback=False)  # a checkpoint of the newest version only
+        table.create_checkpoint()
+    except Exception as exc:
+        prefix.move({copy: key for key, copy in moved.items()})
+        first = str(exc).splitlines()[0][:200]
+        return f"could not rebuild the checkpoint, left the log as it was: {first}"
+    names = ", ".join(key.rsplit("/", 1)[-1] for key in moved)
+    return (
+        f"rebuilt the checkpoint at version {table.version()} from the commits; "
+        f"moved {names} to {store.location}/{aside}"
+    )
 
 
 def unreadable_objects(store: Store) -> list[tuple[str, str]]:
@@ -159,10 +213,7 @@ def set_aside_damaged_objects(store: Store) -> list[str]:
     prefix = _Prefix(store)
     aside = _aside()
     kept = {key: f"{aside}/{key.rsplit('/', 1)[-1]}" for key in damaged}
-    for key, copy in kept.items():
-        prefix.copy(key, copy)
-    for key in damaged:
-        prefix.delete(key)
+    prefix.move(kept)
     try:
         table.repair(dry_run=False)  # removes the adds of missing files
     except Exception as exc:
@@ -173,3 +224,44 @@ def set_aside_damaged_objects(store: Store) -> list[str]:
         f"moved {len(damaged)} damaged data files to {store.location}/{aside} "
         "and committed their removal"
     ]
+
+
+def remote_orphans(store: Store, vacuum_hours: float) -> list[str]:
+    """Data files under ``events/`` (their keys) that no commit of the snapshot
+    references, written longer than ``vacuum_hours`` ago (a younger one may
+    belong to a commit in flight)."""
+    if not store.events.exists():
+        return []
+    root = f"{store.location}/"
+    live = {unquote(uri.removeprefix(root)) for uri in store.events.files()}
+    cutoff = datetime.now(UTC) - timedelta(hours=vacuum_hours)
+    return sorted(
+        key
+        for key, written in _Prefix(store).modified("events/").items()
+        if key.endswith(".parquet")
+        and not key.startswith(f"{_LOG}/")  # checkpoints are Parquet too
+        and unquote(key) not in live
+        and written < cutoff
+    )
+
+
+def remove_remote_orphans(store: Store, vacuum_hours: float) -> list[str]:
+    """Delete the orphans a commit tombstoned (a compaction replaced them, their
+    events live on in another file); move every other one aside."""
+    found = remote_orphans(store, vacuum_hours)
+    prefix = _Prefix(store)
+    commits, checkpoints = _log_objects(prefix)
+    removed = tombstoned(
+        (prefix.read(p.as_posix()) for p in commits.values()),
+        (prefix.read(p.as_posix()) for parts in checkpoints.values() for p in parts),
+    )
+    gone = [key for key in found if unquote(key).removeprefix("events/") in removed]
+    aside = _aside("orphans")
+    kept = {key: f"{aside}/{key.removeprefix('events/')}" for key in found if key not in gone}
+    prefix.move(kept)
+    for key in gone:
+        prefix.delete(key)
+    done = [f"removed {len(gone)} orphan files"]
+    if kept:
+        done.append(f"moved {len(kept)} never-committed data files to {store.location}/{aside}")
+    return done

@@ -106,10 +106,15 @@ _MINI_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.gr
 
 @contextmanager
 def _running(
-    command: list[str], log: Path, env: dict[str, str] | None = None, session: bool = False
+    command: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    session: bool = False,
+    grace: float = 15,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` while the block runs; with ``session``, in a process
-    group of its own, which is ended whole (its children too)."""
+    group of its own, which is ended whole (its children too). It gets
+    ``grace`` seconds to stop on SIGTERM before it is killed."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
@@ -121,10 +126,10 @@ def _running(
     try:
         yield process
     finally:
-        _stop(process, session)
+        _stop(process, session, grace)
 
 
-def _stop(process: subprocess.Popen[bytes], group: bool) -> None:
+def _stop(process: subprocess.Popen[bytes], group: bool, grace: float) -> None:
     def send(sig: int) -> None:
         with suppress(ProcessLookupError):
             if group:
@@ -134,7 +139,7 @@ def _stop(process: subprocess.Popen[bytes], group: bool) -> None:
 
     send(signal.SIGTERM)
     try:
-        process.wait(15)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
         send(signal.SIGKILL)
         process.wait()
@@ -206,13 +211,15 @@ def _ray_cluster(root: Path, sessions: Path) -> Iterator[str]:
             "--disable-usage-stats", f"--temp-dir={sessions}"]  # fmt: skip
     worker = [str(ray), "start", "--block", f"--address={address}",
               "--node-ip-address=127.0.0.3", "--num-cpus=1", "--disable-usage-stats"]  # fmt: skip
-    with _running(head, root / "head.log", env, session=True) as first:
+    # A head asked to stop takes half a minute (it waits for its nodes); a
+    # throwaway cluster is not worth that: its group is killed after 2 s.
+    with _running(head, root / "head.log", env, session=True, grace=2) as first:
         _until(lambda: _listening("127.0.0.2", port), first, "the Ray head")
         # A worker that exits before it joined is started once more (seen once
         # on a clean clone, never alone); the second failure shows its log.
         for attempt in (1, 2):
             log = root / f"worker-{attempt}.log"
-            with _running(worker, log, env, session=True) as second:
+            with _running(worker, log, env, session=True, grace=2) as second:
                 try:
                     _until(lambda: _cpus(address) >= 2, second, "the Ray worker")
                 except AssertionError as exc:

@@ -95,6 +95,43 @@ def test_slices_merged_give_the_report_of_one_scan(tmp_path: Path) -> None:
     assert disagreements(plain(sliced), one_scan) == []
 
 
+def test_a_slice_without_the_decision_still_leaves_an_explained_failure_out_of_flaky(
+    tmp_path: Path,
+) -> None:
+    """Triage commits its decisions after the run, so a slice may hold a
+    failing result without the regression decision that explains it: the
+    merged report must still not call the test flaky."""
+    from datetime import UTC, datetime
+
+    from testmem.memory.events import Fact, RunStarted, TestFinished
+    from testmem.memory.report import figures
+    from testmem.memory.report.model import Period
+    from testmem.memory.report.ray_engine import merged, scan_slice
+
+    when, test = datetime(2026, 11, 18, 12, tzinfo=UTC), "t.py::test_order"
+    store = Store(tmp_path / "store")
+    store.events.append(
+        [
+            *(RunStarted(run_id=r, occurred_at=when) for r in ("passed", "failed")),
+            TestFinished(run_id="passed", occurred_at=when, nodeid=test),
+            TestFinished(run_id="failed", occurred_at=when, nodeid=test, outcome="failed"),
+        ]
+    )
+    decision = Fact(run_id="failed", occurred_at=when, type="DecisionMade", nodeid=test,
+                    detail='{"category": "regression"}')  # fmt: skip
+    store.events.append([decision])  # a file of its own: the other slice
+    period = Period.of(1, None, when.date(), "UTC")
+    version = store.events.version()
+
+    def sliced(names: list[str], given: dict[str, Any]) -> dict[str, Any]:
+        location = store.location
+        return merged([scan_slice(location, version, i, 2, period, names, given) for i in (0, 1)])
+
+    for engine in (None, sliced):
+        report = figures.build_report(History(Store.open(store.location)), period, engine)
+        assert report.weeks[-1].values["flaky_tests"] == 0, engine
+
+
 def test_bodies_without_a_digest_each_count_in_the_schema(tmp_path: Path) -> None:
     """Responses recorded without their sha256 (another tool's events) are told
     apart by their own hash: a week's keys are those of all its bodies."""

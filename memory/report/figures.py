@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from testmem.memory.incidents import RESOLVED_AFTER_RUNS
-from testmem.memory.query import History
+from testmem.memory.query import EXPLAINED, History
 from testmem.memory.report.model import (
     CATEGORIES,
     METRICS,
@@ -77,19 +77,15 @@ def _prepare(history: History, period: Period, engine: Engine | None = None) -> 
     (`SCANS`): each is a scan of the log's files into partial rows, then a
     merge of those rows. The default engine runs both here; another engine
     (`testmem.memory.report.ray_engine`) runs the scans over slices of the files
-    elsewhere and hands back the partial rows to merge. The scans of the
-    incidents' tests after their last sighting come second: they need the
-    sightings the first scans found."""
+    elsewhere and hands back the partial rows to merge. The scans of results
+    come second: they need what the first scans found (the runs a decision
+    explained, the incidents' last sightings), which may lie in other files."""
     set_period(history, period)
     _scan(history, FIRST_SCANS, engine, {})
-    for sql in (_SIGHTINGS_SQL, _SPANS_SQL, _WATCHED_SQL):
+    for sql in (_EXPLAINED_SQL, _SIGHTINGS_SQL, _SPANS_SQL, _WATCHED_SQL):
         history.sql(sql)
-    _scan(
-        history,
-        ["after_sighting"],
-        engine,
-        {"watched": history.db.sql("FROM watched").to_arrow_table()},
-    )
+    given = {name: history.db.sql(f"FROM {name}").to_arrow_table() for name in _GIVEN}
+    _scan(history, SECOND_SCANS, engine, given)
 
 
 def _scan(history: History, names: list[str], engine: Engine | None, given: dict[str, Any]) -> None:
@@ -139,7 +135,7 @@ SCANS = {
                count(*) FILTER (attempt > 1 AND outcome = 'passed') AS rescued,
                sum(duration_s) FILTER (attempt = 1 AND outcome <> 'skipped') AS total_s,
                count(duration_s) FILTER (attempt = 1 AND outcome <> 'skipped') AS timed
-           FROM results r LEFT JOIN explained e USING (run_id, nodeid), bounds
+           FROM results r LEFT JOIN explained_runs e USING (run_id, nodeid), bounds
            WHERE occurred_at >= lo AND occurred_at < hi
            GROUP BY ALL""",
         """SELECT week, nodeid, sum(runs) AS runs, sum(passed) AS passed,
@@ -184,7 +180,10 @@ SCANS = {
 }
 
 
-FIRST_SCANS = ["notable", "test_weeks", "latency", "bodies"]
+FIRST_SCANS = ["notable", "latency", "bodies"]
+# Scans that need the driver's tables (`_GIVEN`) made from the first ones.
+SECOND_SCANS = ["test_weeks", "after_sighting"]
+_GIVEN = ("explained_runs", "watched")
 
 
 def _week_macros(history: History, period: Period) -> None:
@@ -306,6 +305,12 @@ def _incidents(history: History) -> list[tuple[date, dict[str, Any]]]:
     )
     return [(row[0], dict(zip(keys, row[1:], strict=True))) for row in rows]
 
+
+# The runs whose failures a decision explained, from every decision in the
+# log (a slice of its files may hold a result but not its decision).
+_EXPLAINED_SQL = "CREATE OR REPLACE TEMP TABLE explained_runs AS " + EXPLAINED.format(
+    events="notable"
+)
 
 _SIGHTINGS_SQL = """
 CREATE OR REPLACE TEMP TABLE sightings AS
@@ -444,14 +449,16 @@ def _slowest(history: History, period: Period) -> list[dict[str, Any]]:
         """WITH latest AS (SELECT max(week) AS week FROM test_weeks WHERE runs > 0),
                 top AS (SELECT nodeid FROM test_weeks, latest
                         WHERE test_weeks.week = latest.week AND runs > 0
-                        ORDER BY mean_s DESC, nodeid LIMIT ?)
+                        ORDER BY round(mean_s, 4) DESC, nodeid LIMIT ?)
            SELECT t.nodeid, list(t.week ORDER BY t.week), list(t.mean_s ORDER BY t.week)
            FROM test_weeks t JOIN top USING (nodeid) WHERE t.runs > 0
            GROUP BY t.nodeid""",
         [TOP],
     ).rows
     slowest = [_series_of(period, nodeid, weeks, means) for nodeid, weeks, means in rows]
-    return sorted(slowest, key=lambda s: -(s["mean_s"] or 0))
+    # Ties by name: equal means come out of the GROUP BY in any order, and
+    # means summed in another order (another engine) differ in the last bits.
+    return sorted(slowest, key=lambda s: (-(s["mean_s"] or 0), s["nodeid"]))
 
 
 def _series_of(

@@ -4,12 +4,13 @@ Every task opens the same version of the log, takes its slice of the
 snapshot's files, and runs the same DuckDB SQL over it as the default engine
 (`testmem.memory.report.figures.SCANS`); the driver merges the partial rows with the
 scans' merge SQL and computes the report as usual. Scans that need what
-earlier ones found (the incidents' tests after their last sighting) go out
-the same way, with the driver's small tables (``watched``) shipped once
-through Ray's object store. Counts add up exactly,
-and latency quantiles come from merged histograms, so both engines give the
-same report. The cluster is ``$RAY_ADDRESS``; the tasks read the store with
-the driver's ``AWS_*`` variables and import testmem from where the driver did.
+earlier ones found in any file (the runs a decision explained, the incidents'
+tests after their last sighting) go out the same way, with the driver's small
+tables (``explained_runs``, ``watched``) shipped once through Ray's object
+store. Counts add up exactly, and latency quantiles come from merged
+histograms, so both engines give the same report. The cluster is
+``$RAY_ADDRESS``; the tasks read the store with the driver's ``AWS_*``
+variables and import testmem from where the driver did.
 Needs the ``ray`` extra: ``pip install 'testmem[ray]'``.
 """
 
