@@ -72,12 +72,16 @@ class RetryAdvisor:
 
 
 def _load_records(recorder: Recorder, launcher: TriageLauncher | None) -> dict[str, Any]:
-    """The records that can make a difference, in one query (a test that only
-    ever passed has a clean `TestRecord()`); history must never break a run."""
+    """The records that can make a difference (a test that only ever passed has
+    a clean `TestRecord()`): as the last triage kept them, else read by the
+    triage child, else by the recorder; history must never break a run."""
     from testmem.agents.analyzer import TestRecord
+    from testmem.memory.store_process import kept_advisor_records
 
     try:
-        rows = launcher.test_records(recorder.run_id) if launcher else None
+        rows = kept_advisor_records(recorder.store)  # kept by the last triage
+        if rows is None and launcher is not None:
+            rows = launcher.test_records(recorder.run_id)
         if rows is None:
             rows = recorder.test_records()
     except Exception:

@@ -33,7 +33,11 @@ import warnings
 from typing import IO, TYPE_CHECKING, Any
 
 from testmem.memory.store import Store
-from testmem.memory.store_process import _receive, _send  # the same framing
+from testmem.memory.store_process import (  # the same framing
+    _receive,
+    _send,
+    keep_advisor_records,
+)
 
 if TYPE_CHECKING:
     from testmem.agents.decision import TriageResult
@@ -172,6 +176,8 @@ def serve(location: str, requests: IO[bytes], answers: IO[bytes]) -> None:
             _send(answers, _records(store, argument))
             continue
         _send_triage(store, argument, answers)
+        with contextlib.suppress(Exception):  # for the next run's first failure: advice only
+            keep_advisor_records(store)
         return
 
 

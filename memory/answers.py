@@ -51,7 +51,7 @@ def answer(
     version = _version(store)
     if version is None:
         return compute()
-    key = json.dumps([question, arguments, _listing(inputs)], sort_keys=True, default=str)
+    key = _key(question, arguments, inputs)
     kept = _read(store, key, version)
     if kept is not None:
         return kept
@@ -63,6 +63,16 @@ def answer(
     if not caught and _version(store) == version:  # no commit landed while computing
         _keep(store, key, version, rows)
     return rows
+
+
+def kept(store: Store, question: str, arguments: dict[str, Any]) -> Rows | None:
+    """The answer kept for the log's newest version, if there is one (never computed)."""
+    version = _version(store)
+    return _read(store, _key(question, arguments, ()), version) if version else None
+
+
+def _key(question: str, arguments: dict[str, Any], inputs: Iterable[Path]) -> str:
+    return json.dumps([question, arguments, _listing(inputs)], sort_keys=True, default=str)
 
 
 def _version(store: Store) -> str | None:

@@ -172,6 +172,32 @@ def advisor_records(store: Store, exclude_run: str | None = None) -> list[dict[s
     return records.dicts()
 
 
+# The advisor's records, kept (`testmem.memory.answers`) by the triage of a
+# run once all of it is in the log: the next run's first failure reads them
+# with the standard library, unless a commit landed since. Runs recorded
+# since but not yet settled (passing runs, in the spool) are not in them:
+# history is advice, and its last passes change little of it.
+_ADVISOR = "advisor_records"
+
+
+def kept_advisor_records(store: Store) -> list[dict[str, Any]] | None:
+    """The advisor's records as kept for the log's newest version, if they are."""
+    from testmem.memory.answers import kept
+
+    rows = kept(store, _ADVISOR, {})
+    return rows.dicts() if rows is not None else None
+
+
+def keep_advisor_records(store: Store) -> None:
+    """Compute the advisor's records from the whole log and keep them."""
+    from testmem.memory.answers import answer
+    from testmem.memory.query import History
+
+    if store.events.exists():
+        history = History(store)
+        answer(store, _ADVISOR, {}, lambda: history.test_records(skip_always_passed=True))
+
+
 def serve(work: _Work, requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer each request read from ``requests`` with ``(True, value)`` or
     ``(False, error message)``, until the input ends."""

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from testmem.memory.store import Store
+from testmem.memory.store_process import advisor_records, kept_advisor_records
+
 HEAVY = ("chromadb", "sentence_transformers", "onnxruntime", "torch", "transformers")
 
 # Installed in every Python process of the inner session (pytest's, the store
@@ -31,6 +34,7 @@ class Watch:
 sys.meta_path.insert(0, Watch())
 """
 
+TESTS = ("test_order_has_a_status", "test_user_has_an_email")
 RECURRING = """
 def test_order_has_a_status():
     order = {"id": 7, "total": 12.5}
@@ -126,6 +130,7 @@ def test_a_failing_run_reads_its_history_and_triages_in_one_child(
     pytester.makepyfile(test_recurring=RECURRING)
     args = ("-p", "no:cacheprovider", "--memory", f"--memory-dir={pytester.path / 'store'}")
     pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)  # a history to read
+    (pytester.path / "store" / "answers" / "answers.sqlite").unlink()  # nothing kept: read it
     starts = pytester.path / "starts.log"
     monkeypatch.setenv("TESTMEM_TEST_STARTS", str(starts))
 
@@ -133,5 +138,35 @@ def test_a_failing_run_reads_its_history_and_triages_in_one_child(
 
     second.assert_outcomes(failed=2)
     second.stdout.fnmatch_lines(["testmem triage: 2 failed tests *"])
-    children = [line for line in starts.read_text().splitlines() if "-m testmem." in line]
-    assert [c.split("-m ")[1].split()[0] for c in children] == ["testmem.agents.triage_process"]
+    assert children(starts) == ["testmem.agents.triage_process"]
+
+
+def test_the_next_run_takes_the_advisors_history_as_the_last_triage_kept_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A triage keeps the tests' records for the next run's retry advisor: read
+    with the standard library, so a run without triage starts no child at all."""
+    site = pytester.mkdir("starts")
+    (site / "sitecustomize.py").write_text(textwrap.dedent(STARTS))
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makepyfile(test_recurring=RECURRING)
+    args = ("-p", "no:cacheprovider", "--memory", f"--memory-dir={pytester.path / 'store'}")
+    pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)  # triaged: records kept
+    store = Store(pytester.path / "store")
+    kept = kept_advisor_records(store)
+    assert kept is not None and kept == advisor_records(store)  # as computed now
+    assert {r["nodeid"] for r in kept} == {"test_recurring.py::" + t for t in TESTS}
+    starts = pytester.path / "starts.log"
+    monkeypatch.setenv("TESTMEM_TEST_STARTS", str(starts))
+
+    second = pytester.runpytest_subprocess(*args, "--memory-retries=1", "--no-memory-triage")
+
+    second.assert_outcomes(failed=2)
+    assert children(starts) == []
+
+
+def children(starts: Path) -> list[str]:
+    """The testmem modules run as processes of their own, in the order they started."""
+    lines = starts.read_text().splitlines() if starts.exists() else []
+    return [line.split("-m ")[1].split()[0] for line in lines if "-m testmem." in line]
