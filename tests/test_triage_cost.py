@@ -123,13 +123,7 @@ def test_a_failing_run_reads_its_history_and_triages_in_one_child(
 ) -> None:
     """The retry advisor's question for the tests' history goes to the triage
     child, which loads DuckDB anyway: no store process starts beside it."""
-    site = pytester.mkdir("starts")
-    (site / "sitecustomize.py").write_text(textwrap.dedent(STARTS))
-    monkeypatch.setenv("PYTHONPATH", f"{site}:{__import__('os').environ.get('PYTHONPATH', '')}")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pytester.makepyfile(test_recurring=RECURRING)
-    args = ("-p", "no:cacheprovider", "--memory", f"--memory-dir={pytester.path / 'store'}")
-    pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)  # a history to read
+    args = recorded_once(pytester, monkeypatch)
     (pytester.path / "store" / "answers" / "answers.sqlite").unlink()  # nothing kept: read it
     starts = pytester.path / "starts.log"
     monkeypatch.setenv("TESTMEM_TEST_STARTS", str(starts))
@@ -146,13 +140,7 @@ def test_the_next_run_takes_the_advisors_history_as_the_last_triage_kept_it(
 ) -> None:
     """A triage keeps the tests' records for the next run's retry advisor: read
     with the standard library, so a run without triage starts no child at all."""
-    site = pytester.mkdir("starts")
-    (site / "sitecustomize.py").write_text(textwrap.dedent(STARTS))
-    monkeypatch.setenv("PYTHONPATH", f"{site}:{__import__('os').environ.get('PYTHONPATH', '')}")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pytester.makepyfile(test_recurring=RECURRING)
-    args = ("-p", "no:cacheprovider", "--memory", f"--memory-dir={pytester.path / 'store'}")
-    pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)  # triaged: records kept
+    args = recorded_once(pytester, monkeypatch)  # triaged: records kept
     store = Store(pytester.path / "store")
     kept = kept_advisor_records(store)
     assert kept is not None and kept == advisor_records(store)  # as computed now
@@ -164,6 +152,19 @@ def test_the_next_run_takes_the_advisors_history_as_the_last_triage_kept_it(
 
     second.assert_outcomes(failed=2)
     assert children(starts) == []
+
+
+def recorded_once(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
+    """The recurring suite, recorded and triaged once, its processes' starts
+    watched from now on (`STARTS`); the arguments of its runs."""
+    site = pytester.mkdir("starts")
+    (site / "sitecustomize.py").write_text(textwrap.dedent(STARTS))
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytester.makepyfile(test_recurring=RECURRING)
+    args = ("-p", "no:cacheprovider", "--memory", f"--memory-dir={pytester.path / 'store'}")
+    pytester.runpytest_subprocess(*args).assert_outcomes(failed=2)
+    return args
 
 
 def children(starts: Path) -> list[str]:
