@@ -32,9 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 class RetryAdvisor:
     """Answers "retry this attempt?" from the attempt's own evidence plus the
-    test's history, read at the first failure by the session's triage child
-    (`TriageLauncher`), else by the recorder's store process (this process
-    never loads DuckDB for it), and kept for the session."""
+    test's history, taken at the first failure (`_load_records`: as the last
+    triage kept it, else from the session's triage child or the recorder's
+    store process; this process never loads DuckDB for it) and kept for the
+    session."""
 
     def __init__(self, recorder: Recorder, launcher: TriageLauncher | None) -> None:
         self.recorder = recorder
