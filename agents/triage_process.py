@@ -36,6 +36,7 @@ from testmem.memory.store import Store
 from testmem.memory.store_process import (  # the same framing
     _receive,
     _send,
+    advisor_records,
     keep_advisor_records,
 )
 
@@ -50,7 +51,8 @@ SETTLE_MIN_BYTES = 256 * 1024
 
 
 class TriageProcess:
-    """A child that triages one run of the store at ``location``, when asked."""
+    """A child that reads the tests' history for the retry advisor and
+    triages one run of the store at ``location``, when asked."""
 
     def __init__(self, location: str) -> None:
         try:
@@ -155,7 +157,10 @@ class _Idle:
 def next_request(requests: IO[bytes], idle: _Idle) -> Any | None:
     """The next request, the child busy with ``idle`` until it comes; None
     once the input ends (the run ended without asking)."""
-    while not select.select([requests], [], [], 0 if not idle.warm else SETTLE_POLL_S)[0]:
+    while True:
+        timeout = SETTLE_POLL_S if idle.warm else 0  # not warm yet: a question comes first
+        if select.select([requests], [], [], timeout)[0]:
+            break
         idle.now_and_then()
     try:
         return _receive(requests)
@@ -182,8 +187,6 @@ def serve(location: str, requests: IO[bytes], answers: IO[bytes]) -> None:
 
 
 def _records(store: Store, exclude_run: str) -> tuple[bool, Any]:
-    from testmem.memory.store_process import advisor_records
-
     try:
         return True, advisor_records(store, exclude_run)
     except Exception as exc:  # history is advice: the run reads it itself instead
