@@ -143,8 +143,10 @@ def test_the_next_run_takes_the_advisors_history_as_the_last_triage_kept_it(
     args = recorded_once(pytester, monkeypatch)  # triaged: records kept
     store = Store(pytester.path / "store")
     kept = kept_advisor_records(store)
-    assert kept is not None and kept == advisor_records(store)  # as computed now
-    assert {r["nodeid"] for r in kept} == {"test_recurring.py::" + t for t in TESTS}
+    assert kept is not None
+    by_test = {r["nodeid"]: r for r in kept}
+    assert by_test == {r["nodeid"]: r for r in advisor_records(store)}  # as computed now
+    assert set(by_test) == {"test_recurring.py::" + t for t in TESTS}
     starts = pytester.path / "starts.log"
     monkeypatch.setenv("TESTMEM_TEST_STARTS", str(starts))
 
