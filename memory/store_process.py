@@ -38,11 +38,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from testmem.memory.errors import StoreError
 from testmem.memory.events import Event
 from testmem.memory.store import Store
+
+if TYPE_CHECKING:
+    from testmem.memory.query import Rows
 
 _HEADER = 8  # bytes of a message's length, big-endian
 
@@ -164,12 +167,13 @@ def advisor_records(store: Store, exclude_run: str | None = None) -> list[dict[s
     """What the retry advisor reads: the records of the tests that ever did
     anything but pass (`History.test_records`), all that can change its
     advice, ``exclude_run`` (the asking run) left out."""
+    return _advisor_rows(store, exclude_run).dicts() if store.events.exists() else []
+
+
+def _advisor_rows(store: Store, exclude_run: str | None) -> Rows:
     from testmem.memory.query import History
 
-    if not store.events.exists():
-        return []
-    records = History(store).test_records(exclude_run=exclude_run, skip_always_passed=True)
-    return records.dicts()
+    return History(store).test_records(exclude_run=exclude_run, skip_always_passed=True)
 
 
 # The advisor's records, kept (`testmem.memory.answers`) by the triage of a
@@ -191,11 +195,9 @@ def kept_advisor_records(store: Store) -> list[dict[str, Any]] | None:
 def keep_advisor_records(store: Store) -> None:
     """Compute the advisor's records from the whole log and keep them."""
     from testmem.memory.answers import answer
-    from testmem.memory.query import History
 
     if store.events.exists():
-        history = History(store)
-        answer(store, _ADVISOR, {}, lambda: history.test_records(skip_always_passed=True))
+        answer(store, _ADVISOR, {}, lambda: _advisor_rows(store, None))
 
 
 def serve(work: _Work, requests: IO[bytes], answers: IO[bytes]) -> None:
